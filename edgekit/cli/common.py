@@ -1,0 +1,88 @@
+"""Shared CLI plumbing: quiet TensorFlow, one-line errors, JSON on a clean stdout."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from typing import Any, Iterator
+
+import click
+
+
+class CliError(click.ClickException):
+    """A problem with the user's input: one line on stderr, exit 2."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:  # one line, no usage block
+        click.echo(f"edgekit: error: {self.format_message()}", err=True)
+
+
+def quiet_tensorflow() -> None:
+    """Import TensorFlow with its start-up chatter silenced (absl writes to fd 2 before
+    TF_CPP_MIN_LOG_LEVEL takes effect), so a one-line error stays one line."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    if "tensorflow" in sys.modules or os.environ["KERAS_BACKEND"] != "tensorflow":
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        try:
+            import tensorflow  # noqa: F401
+            import keras  # noqa: F401
+        except ImportError:
+            pass  # the command that needs it reports the missing install itself
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+@contextlib.contextmanager
+def stdout_to_stderr(enabled: bool = True) -> Iterator[None]:
+    """Send anything printed (Keras progress bars, converter logs) to stderr, at fd level too."""
+    if not enabled:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def emit_json(doc: Any) -> None:
+    click.echo(json.dumps(doc, indent=2, sort_keys=False, default=_jsonable))
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def run_checked(fn, *args, **kwargs):
+    """Call library code; its ValueError (bad input) becomes a one-line CLI error."""
+    try:
+        return fn(*args, **kwargs)
+    except ValueError as exc:
+        raise CliError(_one_line(exc)) from None
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        raise CliError(_one_line(exc)) from None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__

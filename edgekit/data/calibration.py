@@ -1,0 +1,90 @@
+"""Calibration data for post-training quantization: one narrow protocol, adapters per source.
+
+A quantizer only sees ``CalibrationData``: an iterable of float32 input batches, already
+preprocessed exactly as in training (``PreprocessSpec``), shaped (batch, H, W, C). It never
+knows where the images came from (the shape of ONNX Runtime's CalibrationDataReader and of
+TFLite's representative dataset).
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Protocol, runtime_checkable
+
+import numpy as np
+import tensorflow as tf
+
+from edgekit.data.errors import DataError
+from edgekit.data.pipeline import make_dataset
+from edgekit.data.sources import LabeledImages
+from edgekit.runtime.spec import PreprocessSpec
+
+
+@runtime_checkable
+class CalibrationData(Protocol):
+    """Iterable (more than once) of float32 (batch, H, W, C) preprocessed input batches."""
+
+    def __iter__(self) -> Iterator[np.ndarray]: ...
+
+
+class ImageCalibration:
+    """``num`` images of a LabeledImages, preprocessed by the training pipeline, in batches."""
+
+    def __init__(self, data: LabeledImages, spec: PreprocessSpec, batch_size: int = 1):
+        self.data, self.spec, self.batch_size = data, spec, batch_size
+
+    def __len__(self) -> int:
+        return len(self.data) // self.batch_size
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        ds = make_dataset(self.data, self.spec, self.batch_size, training=False, shuffle=False)
+        try:
+            for x, _ in ds.as_numpy_iterator():
+                if not np.isfinite(x).all():
+                    raise DataError(f"calibration batch of {self.data.source} has non-finite values")
+                yield x
+        except tf.errors.OpError as exc:
+            # A file that Pillow decoded at load time but tf cannot (or one changed since).
+            first_line = exc.message.splitlines()[0] if exc.message else type(exc).__name__
+            raise DataError(f"calibration data {self.data.source} cannot be decoded: {first_line}") from None
+
+
+class ArrayCalibration:
+    """Already preprocessed float32 N x H x W x C input (e.g. from a .npy file), in batches."""
+
+    def __init__(self, inputs: np.ndarray, batch_size: int = 1):
+        inputs = np.asarray(inputs)
+        if inputs.ndim != 4 or inputs.dtype != np.float32 or len(inputs) == 0:
+            raise DataError(f"calibration array got {inputs.dtype} {inputs.shape}; expected non-empty float32 NxHxWxC")
+        _check_counts(len(inputs), len(inputs), batch_size)
+        self.inputs, self.batch_size = inputs, batch_size
+
+    def __len__(self) -> int:
+        return len(self.inputs) // self.batch_size
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            yield self.inputs[start:start + self.batch_size]
+
+
+def _check_counts(num: int, available: int, batch_size: int) -> None:
+    for name, value in (("num", num), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise DataError(f"calibration {name} got {value!r}; expected an integer >= 1")
+    if num % batch_size:
+        raise DataError(f"calibration num {num} is not a multiple of batch_size {batch_size}")
+    if available < num:
+        raise DataError(f"calibration needs {num} images; the data has {available}")
+
+
+def calibration_batches(
+    data: LabeledImages, spec: PreprocessSpec, num: int = 300, batch_size: int = 1, seed: int = 0
+) -> ImageCalibration:
+    """A seeded sample of ``num`` images of ``data`` as CalibrationData of (batch_size, H, W, C).
+
+    Raises DataError now for bad counts or too few images, and while iterating for an image
+    that cannot be decoded.
+    """
+    _check_counts(num, len(data), batch_size)
+    pick = np.sort(np.random.default_rng(seed).choice(len(data), num, replace=False))
+    sample = data.subset(pick, source=f"{num} calibration images (seed {seed}) of {data.source}")
+    return ImageCalibration(sample, spec, batch_size)

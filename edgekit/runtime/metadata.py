@@ -1,0 +1,166 @@
+"""Reading and writing the edgekit metadata JSON inside .tflite and .onnx files.
+
+TFLite: the Model table's ``metadata`` vector holds an entry named ``edgekit`` that points at a
+buffer whose bytes are the UTF-8 JSON (schema.fbs, ``table Metadata``). ONNX: the
+``ModelProto.metadata_props`` entry with key ``edgekit``. See :mod:`edgekit.runtime.spec` for the
+JSON document itself.
+
+Reading needs no third-party package. Writing is an export-side operation: .tflite files are
+rewritten with ``flatbuffers`` and LiteRT's generated schema module (object API), .onnx files
+with the ``onnx`` package; both are imported only when writing. Writes are atomic (a temporary
+file in the same folder, then ``os.replace``), so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import RuntimeModelError
+from .files import model_format, open_model_file
+from .flatbuf import FILE_IDENTIFIER, parse_tflite
+from .spec import METADATA_KEY, ModelMetadata
+
+# The TFLite converter aligns buffer data to 16 bytes; rewritten files keep that alignment so
+# that kernels may read weights in place.
+_BUFFER_ALIGNMENT = 16
+
+
+def read_metadata_json(path: str | os.PathLike) -> str | None:
+    """The raw edgekit JSON of a .tflite/.onnx file, or None when the file has none."""
+    return open_model_file(path).metadata_json
+
+
+def read_metadata(path: str | os.PathLike) -> ModelMetadata | None:
+    """The edgekit metadata of a .tflite/.onnx file, or None when the file has none.
+
+    Raises RuntimeModelError when the file is missing, not a model, truncated, or carries an
+    edgekit entry that is not a valid metadata document.
+    """
+    return parse_metadata(path, read_metadata_json(path))
+
+
+def parse_metadata(path: str | os.PathLike, text: str | None) -> ModelMetadata | None:
+    if text is None:
+        return None
+    try:
+        return ModelMetadata.from_json(text)
+    except ValueError as exc:
+        raise RuntimeModelError(f"{str(path)!r} has invalid edgekit metadata: {exc}") from None
+
+
+def write_metadata(path: str | os.PathLike, meta: ModelMetadata) -> None:
+    """Store ``meta`` in a .tflite or .onnx file (by suffix), replacing any edgekit entry."""
+    if model_format(path) == "tflite":
+        write_tflite_metadata(path, meta)
+    else:
+        write_onnx_metadata(path, meta)
+
+
+def write_tflite_metadata(path: str | os.PathLike, meta: ModelMetadata) -> None:
+    """Store ``meta`` in a .tflite file, replacing any edgekit entry; atomic."""
+    open_model_file(path)  # refuse missing, foreign and truncated files with the usual messages
+    data = Path(path).read_bytes()
+    if any(ref.external for ref in parse_tflite(data).buffers):
+        raise RuntimeModelError(
+            f"{str(path)!r} stores buffers outside the flatbuffer (the >2 GB layout); writing metadata "
+            "to such files is not supported"
+        )
+    schema, flatbuffers = _tflite_writer_modules()
+    model = schema.ModelT.InitFromPackedBuf(data, 0)
+    payload = np.frombuffer(meta.to_json().encode("utf-8"), dtype=np.uint8)
+    _set_metadata_entry(schema, model, payload)
+    model.buffers = [_AlignedBuffer(buffer, schema) for buffer in model.buffers]
+    builder = flatbuffers.Builder(len(data) + len(payload) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=FILE_IDENTIFIER)
+    _atomic_write(Path(path), bytes(builder.Output()))
+
+
+def write_onnx_metadata(path: str | os.PathLike, meta: ModelMetadata) -> None:
+    """Store ``meta`` in a .onnx file's metadata_props, replacing any edgekit entry; atomic."""
+    open_model_file(path)
+    try:
+        import onnx
+    except ImportError:
+        raise RuntimeModelError("writing ONNX metadata needs the 'onnx' package, which is not installed") from None
+    model = onnx.load(str(path), load_external_data=False)  # external weights stay where they are
+    kept = [p for p in model.metadata_props if p.key != METADATA_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    model.metadata_props.add(key=METADATA_KEY, value=meta.to_json())
+    _atomic_write(Path(path), model.SerializeToString())
+
+
+def _tflite_writer_modules():
+    try:
+        import flatbuffers
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:
+        raise RuntimeModelError(
+            "writing TFLite metadata needs the 'flatbuffers' and 'ai-edge-litert' packages"
+        ) from None
+    return schema, flatbuffers
+
+
+def _set_metadata_entry(schema, model, payload: np.ndarray) -> None:
+    """Point the (single) edgekit entry at ``payload``, reusing the old entry's buffer if any."""
+    entries = list(model.metadata or [])
+    ours = [m for m in entries if _name(m.name) == METADATA_KEY]
+    model.buffers = list(model.buffers or [])
+    if ours:
+        index = ours[0].buffer
+        model.buffers[index] = schema.BufferT(data=payload)
+        # Later duplicates are dropped; their buffers stay (another entry might share them).
+        entries = [m for m in entries if _name(m.name) != METADATA_KEY or m is ours[0]]
+    else:
+        model.buffers.append(schema.BufferT(data=payload))
+        entries.append(schema.MetadataT(name=METADATA_KEY, buffer=len(model.buffers) - 1))
+    model.metadata = entries
+
+
+def _name(name: str | bytes | None) -> str | None:
+    return name.decode("utf-8", "replace") if isinstance(name, bytes) else name
+
+
+class _AlignedBuffer:
+    """Packs a schema BufferT like its own Pack, but with the data aligned to 16 bytes."""
+
+    def __init__(self, buffer, schema) -> None:
+        self._buffer = buffer
+        self._schema = schema
+
+    def Pack(self, builder) -> int:  # noqa: N802 - the name the generated ModelT.Pack calls
+        schema, buffer = self._schema, self._buffer
+        data = None
+        if buffer is not None and buffer.data is not None:
+            payload = np.asarray(buffer.data, dtype=np.uint8).tobytes()
+            builder.StartVector(1, len(payload), _BUFFER_ALIGNMENT)
+            builder.head -= len(payload)
+            builder.Bytes[builder.head : builder.head + len(payload)] = payload
+            builder.vectorNumElems = len(payload)
+            data = builder.EndVector()
+        schema.BufferStart(builder)
+        if data is not None:
+            schema.BufferAddData(builder, data)
+        if buffer is not None:
+            schema.BufferAddOffset(builder, buffer.offset)
+            schema.BufferAddSize(builder, buffer.size)
+        return schema.BufferEnd(builder)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, path.stat().st_mode & 0o7777)  # keep the original file's permissions
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

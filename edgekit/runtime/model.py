@@ -1,0 +1,246 @@
+"""``Model``: load a .tflite or .onnx file and run it on float inputs.
+
+A thin layer that keeps the interpreter's meaning (names, shapes, dtypes and quantization
+parameters come from the file) and adds what every caller otherwise rewrites: quantizing float
+inputs and dequantizing outputs with the file's own scale and zero point, batches of any size,
+the edgekit preprocessing from the file's metadata, top-k classification, thread safety, and
+one-line errors (:class:`RuntimeModelError`) instead of native crashes.
+
+Imports numpy and the inference backend only (see :mod:`edgekit.runtime.backends`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from . import backends
+from .backends import QuantParams, TensorInfo
+from .errors import RuntimeModelError
+from .files import open_model_file
+from .metadata import parse_metadata
+from .preprocess import preprocess as _preprocess
+from .spec import ModelMetadata
+
+
+class _Input:
+    """Precomputed checks and conversion of caller data into one input tensor."""
+
+    def __init__(self, info: TensorInfo) -> None:
+        self.info = info
+        self.dtype = info.dtype
+        self.rank = len(info.shape)
+        self.fixed = [(axis, dim) for axis, dim in enumerate(info.shape) if dim is not None]
+        self.quant = info.quantization if info.dtype.kind in "iu" else None
+        self.wants_float = self.quant is not None or info.dtype.kind == "f"
+        if self.quant is not None:
+            limits = np.iinfo(info.dtype)
+            self.scale = np.float32(self.quant.scale)
+            self.zero_point = np.float32(self.quant.zero_point)
+            self.qmin, self.qmax = float(limits.min), float(limits.max)
+
+    def convert(self, value) -> np.ndarray:
+        array = value if isinstance(value, np.ndarray) else np.asarray(value)
+        self._check(array)
+        if self.quant is not None:
+            q = np.rint(array.astype(np.float32, copy=False) / self.scale + self.zero_point)
+            return np.clip(q, self.qmin, self.qmax).astype(self.dtype)
+        if array.dtype != self.dtype:
+            array = array.astype(self.dtype)
+        return array if array.flags.c_contiguous else np.ascontiguousarray(array)
+
+    def _check(self, array: np.ndarray) -> None:
+        name = self.info.name
+        if self.wants_float and array.dtype.kind != "f":
+            what = "quantized (%s) " % self.dtype if self.quant is not None else ""
+            raise RuntimeModelError(
+                f"input {name!r} got dtype {array.dtype}; expected floating point values for this "
+                f"{what}{self.dtype} input, prepared as the model expects (see Model.preprocess)"
+            )
+        if not self.wants_float and not np.can_cast(array.dtype, self.dtype, "same_kind"):
+            raise RuntimeModelError(f"input {name!r} got dtype {array.dtype}; expected {self.dtype}")
+        if not self._shape_ok(array.shape):
+            raise RuntimeModelError(f"input {name!r} got shape {array.shape}; expected {self.info.shape}")
+
+    def _shape_ok(self, shape: tuple[int, ...]) -> bool:
+        if len(shape) != self.rank or (shape and shape[0] < 1):
+            return False
+        # A fixed batch dimension also accepts multiples of itself: predict loops over chunks.
+        return all(shape[0] % dim == 0 if axis == 0 and dim > 0 else shape[axis] == dim for axis, dim in self.fixed)
+
+
+class Model:
+    """A .tflite or .onnx model ready to run on the CPU.
+
+    ``Model(path, threads=None, backend="auto")``: backend "auto" picks LiteRT, then
+    tflite_runtime, then tf.lite for .tflite files and onnxruntime for .onnx files.
+    ``inputs``/``outputs`` describe the tensors; ``metadata`` is the file's edgekit metadata or
+    None; ``raw`` is the underlying interpreter or session, for anything not wrapped here.
+    """
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None, backend: str = "auto") -> None:
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise RuntimeModelError(f"threads got {threads!r}; expected None or a positive integer")
+        checked = open_model_file(path)  # before any native code sees the file
+        self.path = Path(path)
+        self.format = checked.format
+        self.metadata: ModelMetadata | None = parse_metadata(path, checked.metadata_json)
+        self._engine = backends.load(self.path, checked.format, backend, threads)
+        self.backend: str = self._engine.name
+        self.raw = self._engine.raw
+        self.inputs: list[TensorInfo] = list(self._engine.inputs)
+        self.outputs: list[TensorInfo] = list(self._engine.outputs)
+        self._slots = [_Input(info) for info in self.inputs]
+        self._by_name = {slot.info.name: slot for slot in self._slots}
+        self._out_quant = [
+            (np.float32(t.quantization.scale), np.float32(t.quantization.zero_point))
+            if t.quantization is not None and t.dtype.kind in "iu" else None
+            for t in self.outputs
+        ]  # fmt: skip
+        self._out_names = [t.name for t in self.outputs]
+        # Fixed (non-None) batch sizes force a loop over chunks; dynamic ones resize instead.
+        self._fixed_batch = {s.info.shape[0] for s in self._slots if s.rank and s.info.shape[0] is not None}
+
+    def __repr__(self) -> str:
+        def fmt(ts: list[TensorInfo]) -> str:
+            return ", ".join(f"{t.name}{list(t.shape)}:{t.dtype}" for t in ts)
+
+        return f"Model({str(self.path)!r}, backend={self.backend!r}, inputs=[{fmt(self.inputs)}], outputs=[{fmt(self.outputs)}])"
+
+    # -- inference -------------------------------------------------------------------------
+
+    def predict(self, x):
+        """Run the model on float inputs prepared as it expects (see :meth:`preprocess`).
+
+        ``x``: one array for a single-input model, a list/tuple with one array per input (in
+        ``inputs`` order), or a dict keyed by input name. The leading axis is the batch; any
+        batch size works. Quantized (int8/uint8) inputs are quantized with the file's scale and
+        zero point; quantized outputs come back dequantized to float32. Returns one array for
+        a single-output model, else a dict output name -> array.
+        """
+        arrays = [slot.convert(value) for slot, value in zip(self._slots, self._bind(x))]
+        raw = self._run_batched(arrays)
+        outs = [r if q is None else (r.astype(np.float32) - q[1]) * q[0] for r, q in zip(raw, self._out_quant)]
+        return outs[0] if len(outs) == 1 else dict(zip(self._out_names, outs))
+
+    def _bind(self, x) -> list:
+        n = len(self._slots)
+        if isinstance(x, Mapping):
+            if set(x) != set(self._by_name):
+                missing = sorted(set(self._by_name) - set(x))
+                unknown = sorted(set(x) - set(self._by_name))
+                raise RuntimeModelError(
+                    f"inputs got names {sorted(x)}; expected {sorted(self._by_name)} (missing {missing}, unknown {unknown})"
+                )
+            return [x[slot.info.name] for slot in self._slots]
+        if isinstance(x, (list, tuple)):
+            if len(x) != n:
+                raise RuntimeModelError(
+                    f"got {len(x)} input arrays; the model has {n} inputs ({', '.join(self._by_name)})"
+                )
+            return list(x)
+        if n != 1:
+            raise RuntimeModelError(
+                f"got 1 input array; the model has {n} inputs ({', '.join(self._by_name)}); pass a list or a dict"
+            )
+        return [x]
+
+    def _run_batched(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        fixed = self._fixed_batch
+        batches = {a.shape[0] for a in arrays if a.ndim}
+        if not fixed or batches <= fixed:
+            return self._run(arrays)
+        # A file with a fixed batch (say 1) runs a larger batch chunk by chunk.
+        if len(fixed) != 1 or len(batches) != 1:
+            raise RuntimeModelError(
+                f"inputs got batch sizes {sorted(batches)}; this model's inputs need one batch size, a multiple of {sorted(fixed)}"
+            )
+        (step,), (total,) = fixed, batches
+        parts = [self._run([a[i : i + step] for a in arrays]) for i in range(0, total, step)]
+        return [np.concatenate(group) for group in zip(*parts)]
+
+    def _run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        try:
+            return self._engine.run(arrays)
+        except Exception as exc:  # e.g. a resize the graph cannot take; native errors vary by engine
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            shapes = ", ".join(str(a.shape) for a in arrays)
+            raise RuntimeModelError(f"{self.backend} failed on inputs of shape {shapes}: {first}") from exc
+
+    # -- images ----------------------------------------------------------------------------
+
+    def _require_metadata(self, what: str) -> ModelMetadata:
+        if self.metadata is None:
+            raise RuntimeModelError(
+                f"{str(self.path)!r} has no edgekit metadata, so {what} does not know how to prepare images; "
+                "use predict with prepared inputs"
+            )
+        return self.metadata
+
+    def preprocess(self, image: np.ndarray) -> np.ndarray:
+        """uint8 image (H, W) or (H, W, C) -> float32 input for one sample, per the file's metadata
+        (HWC, or CHW for an NCHW-layout file); add a batch axis before :meth:`predict`."""
+        meta = self._require_metadata("preprocess")
+        x = _preprocess(image, meta.preprocess)
+        return np.ascontiguousarray(x.transpose(2, 0, 1)) if meta.layout.upper() == "NCHW" else x
+
+    def classify(self, image, top_k: int = 5) -> list[tuple[str, float]]:
+        """Top-k (label, probability) for one image: a uint8 numpy array or an image file path.
+
+        Softmax is applied unless the output already holds probabilities (non-negative, summing
+        to 1). Labels are the metadata's class names, or the class index as text.
+        """
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise RuntimeModelError(f"top_k got {top_k!r}; expected a positive integer")
+        meta = self._require_metadata("classify")
+        if len(self.inputs) != 1 or len(self.outputs) != 1:
+            raise RuntimeModelError(
+                f"classify needs one input and one output; the model has {len(self.inputs)} and {len(self.outputs)}"
+            )
+        if isinstance(image, (str, os.PathLike)):
+            image = load_image(image, meta.preprocess.channels)
+        scores = np.asarray(self.predict(self.preprocess(image)[None]), dtype=np.float64).reshape(-1)
+        probs = scores if self._is_probability(scores) else _softmax(scores)
+        names = meta.class_names or tuple(str(i) for i in range(len(probs)))
+        if len(names) != len(probs):
+            raise RuntimeModelError(
+                f"the metadata lists {len(names)} class names but the model outputs {len(probs)} scores"
+            )
+        order = np.argsort(-probs, kind="stable")[:top_k]
+        return [(names[i], float(probs[i])) for i in order]
+
+    def _is_probability(self, scores: np.ndarray) -> bool:
+        q = self._out_quant[0]
+        # Dequantized probabilities are each off by up to half a step.
+        tolerance = 1e-3 + (len(scores) * float(q[0]) / 2 if q is not None else 0.0)
+        return bool(scores.min() >= -tolerance and abs(scores.sum() - 1.0) <= tolerance)
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+def load_image(path: str | os.PathLike, channels: int = 3) -> np.ndarray:
+    """Read an image file as uint8 (H, W, 3), or (H, W, 1) for a grayscale file and channels=1.
+
+    Needs Pillow, imported here only, so that the runtime runs without it on array inputs.
+    """
+    try:
+        from PIL import Image
+    except ImportError:
+        raise RuntimeModelError("reading image files needs Pillow; pass a uint8 numpy array instead") from None
+    if not Path(path).is_file():
+        raise RuntimeModelError(f"image file {str(path)!r} does not exist")
+    try:
+        with Image.open(path) as img:
+            keep_gray = channels == 1 and img.mode == "L"
+            return np.asarray(img if keep_gray else img.convert("RGB"), dtype=np.uint8)
+    except OSError as exc:
+        raise RuntimeModelError(f"cannot read image {str(path)!r}: {exc}") from None
+
+
+__all__ = ["Model", "QuantParams", "TensorInfo", "load_image"]

@@ -1,0 +1,88 @@
+"""A small, defensive reader for the top level of an ONNX ``ModelProto``.
+
+Format: the Protocol Buffers wire encoding
+(https://protobuf.dev/programming-guides/encoding/) of onnx.proto's ``ModelProto``. Only two
+things are read: whether a ``graph`` (field 7) is present, and the ``metadata_props``
+(field 14, ``StringStringEntryProto`` with ``key`` = 1 and ``value`` = 2). Every other field is
+skipped by its length, so the weights are never copied, and a memory map of a large file is
+read only where the top-level fields lie.
+
+Malformed input raises ValueError and nothing else; the reader never recurses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+_GRAPH_FIELD = 7
+_METADATA_PROPS_FIELD = 14
+_VARINT, _FIXED64, _LENGTH_DELIMITED, _FIXED32 = 0, 1, 2, 5
+_FIXED_WIDTHS = {_FIXED64: 8, _FIXED32: 4}
+
+
+def _varint(buf, pos: int, end: int) -> tuple[int, int]:
+    value = 0
+    for shift in range(0, 70, 7):
+        if pos >= end:
+            raise ValueError(f"varint at offset {pos} runs past the end of its message")
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+    raise ValueError(f"varint ending at offset {pos} is longer than 10 bytes")
+
+
+def _fields(buf, start: int, end: int):
+    """Yield (field number, wire type, value start, value end) for one message."""
+    pos = start
+    while pos < end:
+        key, pos = _varint(buf, pos, end)
+        number, wire = key >> 3, key & 7
+        if number == 0:
+            raise ValueError(f"field number 0 at offset {pos}")
+        if wire == _VARINT:
+            value_start = pos
+            _, pos = _varint(buf, pos, end)
+        elif wire == _LENGTH_DELIMITED:
+            length, value_start = _varint(buf, pos, end)
+            pos = value_start + length
+        elif wire in _FIXED_WIDTHS:
+            value_start, pos = pos, pos + _FIXED_WIDTHS[wire]
+        else:
+            raise ValueError(f"unsupported wire type {wire} for field {number}")
+        if pos > end:
+            raise ValueError(f"field {number} at offset {value_start} runs past the end of its message")
+        yield number, wire, value_start, pos
+
+
+@dataclass(frozen=True)
+class OnnxLayout:
+    has_graph: bool
+    metadata_props: dict[str, str]  # the first entry of a key wins
+
+
+def _entry(buf, start: int, end: int) -> tuple[str, str]:
+    parts = {1: "", 2: ""}
+    for number, wire, value_start, value_end in _fields(buf, start, end):
+        if number in parts and wire == _LENGTH_DELIMITED:
+            try:
+                parts[number] = bytes(buf[value_start:value_end]).decode("utf-8")
+            except UnicodeDecodeError:
+                raise ValueError(f"metadata_props string at offset {value_start} is not valid UTF-8") from None
+    return parts[1], parts[2]
+
+
+def parse_onnx(data) -> OnnxLayout:
+    """Scan the top-level fields of a serialized ModelProto (bytes, bytearray or mmap)."""
+    has_graph = False
+    props: dict[str, str] = {}
+    for number, wire, start, end in _fields(data, 0, len(data)):
+        if number == _GRAPH_FIELD and wire == _LENGTH_DELIMITED:
+            has_graph = True
+        elif number == _METADATA_PROPS_FIELD and wire == _LENGTH_DELIMITED:
+            key, value = _entry(data, start, end)
+            props.setdefault(key, value)
+    return OnnxLayout(has_graph, props)
+
+
