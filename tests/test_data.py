@@ -154,7 +154,7 @@ def test_bad_sources_raise_data_error_naming_the_path(tmp_path: Path, layout: st
 
 def test_bad_val_fraction(tmp_path: Path) -> None:
     make_folder(tmp_path, {"a": 2, "b": 2})
-    for fraction in (-0.1, 1.0, 1.5):
+    for fraction in (-0.1, 1.0, 1.5, float("nan"), "0.1"):
         with pytest.raises(DataError, match=str(fraction)):
             load_split(tmp_path, "val", val_fraction=fraction)
 
@@ -225,7 +225,7 @@ def test_corrupt_gzip_idx(tmp_path: Path) -> None:
         read_idx(tmp_path / "nope")
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=64))
 def test_idx_fuzz_random_bytes_only_raise_data_error(raw: bytes) -> None:
     try:
@@ -235,7 +235,7 @@ def test_idx_fuzz_random_bytes_only_raise_data_error(raw: bytes) -> None:
     assert array.size * array.itemsize == len(raw) - 4 - 4 * array.ndim
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, database=None)
 @given(st.integers(0, 27), st.integers(0, 255), st.integers(0, 28))
 def test_idx_fuzz_mutated_header_or_length(pos: int, value: int, cut: int) -> None:
     raw = bytearray(_idx_bytes(np.arange(12, dtype=np.uint8).reshape(3, 4)))
@@ -261,7 +261,8 @@ def test_idx_folder_splits_and_digit_names(tmp_path: Path) -> None:
     assert test.class_names == ("0", "1", "2")
     val = load_split(tmp_path / "digits", "val", val_fraction=0.25)
     train = load_split(tmp_path / "digits", "train", val_fraction=0.25)
-    assert len(val) + len(train) == 20 and np.bincount(val.labels).tolist() == [2, 2, 2]  # 7, 7, 6 images x 0.25, rounded
+    assert len(val) + len(train) == 20
+    assert np.bincount(val.labels).tolist() == [2, 2, 2]  # 7, 7, 6 images x 0.25, rounded half up
 
 
 def test_idx_folder_named_fashion_gets_official_names(tmp_path: Path) -> None:
@@ -273,6 +274,9 @@ def test_idx_folder_with_mismatched_counts(tmp_path: Path) -> None:
     _write_idx_folder(tmp_path)
     write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.zeros(3, np.uint8))
     with pytest.raises(DataError, match="10 images and 3 labels"):
+        load_split(tmp_path, "test")
+    (tmp_path / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(DataError, match="'t10k-images-idx3-ubyte.gz' but not its labels file"):
         load_split(tmp_path, "test")
 
 
@@ -408,7 +412,7 @@ def test_preprocess_tf_matches_numpy_reference(shape: tuple, spec: PreprocessSpe
     np.testing.assert_allclose(batch[0], got, rtol=0, atol=1e-6)
 
 
-@pytest.mark.skipif(runtime_preprocess is None, reason="edgekit.runtime.preprocess.preprocess (numpy) does not exist yet")
+@pytest.mark.skipif(runtime_preprocess is None, reason="edgekit.runtime.preprocess.preprocess (numpy) is missing")
 @pytest.mark.parametrize("shape, spec", PREPROCESS_CASES)
 def test_preprocess_tf_agrees_with_runtime(shape: tuple, spec: PreprocessSpec) -> None:
     image = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)

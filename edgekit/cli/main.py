@@ -8,8 +8,10 @@ import click
 
 from .. import __version__
 from .common import CliError
+from .export_cmd import export_command
 from .models_cmd import models_command, summary_command
 from .quickstart_cmd import quickstart_command
+from .train_cmd import augment_command, evaluate_command, train_command
 
 
 class EdgekitGroup(click.Group):
@@ -45,5 +47,9 @@ def main() -> None:
 main.add_command(models_command)
 main.add_command(summary_command)
 main.add_command(quickstart_command)
+main.add_command(export_command)
+main.add_command(train_command)
+main.add_command(augment_command)
+main.add_command(evaluate_command)
 
 __all__ = ["main", "CliError"]

@@ -79,7 +79,9 @@ def parse_augment(text: str | Iterable[str] | None) -> AugmentConfig:
         return AugmentConfig()
     unknown = [n for n in names if n not in AUGMENTATIONS]
     if unknown:
-        raise DataError(f"augmentation got {', '.join(unknown)}; expected a comma list of {', '.join(AUGMENTATIONS)} (or none)")
+        raise DataError(
+            f"augmentation got {', '.join(unknown)}; expected a comma list of {', '.join(AUGMENTATIONS)} (or none)"
+        )
     return AugmentConfig(**{n: True for n in names})
 
 

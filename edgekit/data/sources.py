@@ -12,7 +12,9 @@ Three source formats, all returned as one ``LabeledImages``:
 
 A split the source does not ship is made deterministically: ``val`` is a seeded, stratified
 ``val_fraction`` of ``train`` and ``train`` is then the rest, so the two never overlap. A
-``class_names.txt`` (one name per line, in label order) in a folder root gives display names.
+``class_names.txt`` (one name per line, in label order) in a folder root gives display names;
+otherwise folder names are used, and IDX labels are named "0", "1", ... except in a folder
+whose path contains "fashion", which gets the ten official Fashion-MNIST names.
 
 Images of a folder are kept as file paths and decoded later by tf.data; every one is decoded
 once here with Pillow so that unreadable files are skipped and reported, never a crash later.
@@ -123,7 +125,7 @@ def load_split(
     """
     if split not in SPLITS:
         raise DataError(f"split got {split!r}; expected one of {', '.join(SPLITS)}")
-    if not 0.0 <= float(val_fraction) < 1.0:
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0.0 <= val_fraction < 1.0:
         raise DataError(f"val_fraction got {val_fraction!r}; expected a number in [0, 1)")
     root = Path(path)
     available, load = _source(root)
@@ -138,7 +140,9 @@ def load_split(
     train_idx, val_idx = stratified_split(train.labels, val_fraction, seed)
     chosen = train_idx if split == "train" else val_idx
     if len(chosen) == 0:
-        raise DataError(f"val_fraction {val_fraction} of {len(train)} images of {str(root)!r} leaves an empty {split!r} split")
+        raise DataError(
+            f"val_fraction {val_fraction} of {len(train)} images of {str(root)!r} leaves an empty {split!r} split"
+        )
     note = f"{split} part of a seeded split (val_fraction={val_fraction}, seed={seed}) of {train.source}"
     return train.subset(chosen, source=note)
 
@@ -217,7 +221,8 @@ def _load_split_folder(root: Path, split_dirs: dict[str, Path], split: str) -> L
 
 def _list_images(class_dir: Path) -> list[Path]:
     found = []
-    for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
+    # Like keras, symlinked folders below a class folder are not followed (no loops).
+    for dirpath, dirnames, filenames in os.walk(class_dir):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         found += [Path(dirpath, f) for f in filenames
                   if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)]
@@ -280,8 +285,8 @@ def _idx_pair(root: Path, prefix: str) -> tuple[Path, Path] | None:
     if images is None and labels is None:
         return None
     if images is None or labels is None:
-        have = images or labels
-        raise DataError(f"IDX folder {str(root)!r} has {have.name!r} but not its {'labels' if labels is None else 'images'} file")
+        have, lacking = (images, "labels") if labels is None else (labels, "images")
+        raise DataError(f"IDX folder {str(root)!r} has {have.name!r} but not its {lacking} file")
     return images, labels
 
 

@@ -56,7 +56,9 @@ def check_backend(backend: str, fmt: str) -> tuple[str, ...]:
     if backend == "auto":
         return valid
     if backend not in valid:
-        raise RuntimeModelError(f"backend {backend!r} cannot run .{fmt} files; expected auto or one of {', '.join(valid)}")
+        raise RuntimeModelError(
+            f"backend {backend!r} cannot run .{fmt} files; expected auto or one of {', '.join(valid)}"
+        )
     return (backend,)
 
 
@@ -134,7 +136,7 @@ class TfliteBackend:
                         {d["index"]: k for k, d in runner.get_output_details().items()}]  # fmt: skip
         except Exception:  # older interpreters lack signatures; names are a nicety
             return tensor_names
-        names = [[table.get(d["index"]) for d in details] for table, details in zip(by_index, (in_details, out_details))]
+        names = [[table.get(d["index"]) for d in ds] for table, ds in zip(by_index, (in_details, out_details))]
         if any(None in group or len(set(group)) != len(group) for group in names):
             return tensor_names
         return names[0], names[1]

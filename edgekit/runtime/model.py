@@ -12,13 +12,13 @@ Imports numpy and the inference backend only (see :mod:`edgekit.runtime.backends
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from . import backends
-from .backends import QuantParams, TensorInfo
+from .backends import TensorInfo
 from .errors import RuntimeModelError
 from .files import open_model_file
 from .metadata import parse_metadata
@@ -45,9 +45,12 @@ class _Input:
     def convert(self, value) -> np.ndarray:
         array = value if isinstance(value, np.ndarray) else np.asarray(value)
         self._check(array)
-        if self.quant is not None:
-            q = np.rint(array.astype(np.float32, copy=False) / self.scale + self.zero_point)
-            return np.clip(q, self.qmin, self.qmax).astype(self.dtype)
+        if self.quant is not None:  # q = clip(rint(x / scale + zero_point)), in place after one copy
+            q = np.divide(array, self.scale, dtype=np.float32)
+            q += self.zero_point
+            np.rint(q, out=q)
+            np.clip(q, self.qmin, self.qmax, out=q)
+            return q.astype(self.dtype)
         if array.dtype != self.dtype:
             array = array.astype(self.dtype)
         return array if array.flags.c_contiguous else np.ascontiguousarray(array)
@@ -108,7 +111,10 @@ class Model:
         def fmt(ts: list[TensorInfo]) -> str:
             return ", ".join(f"{t.name}{list(t.shape)}:{t.dtype}" for t in ts)
 
-        return f"Model({str(self.path)!r}, backend={self.backend!r}, inputs=[{fmt(self.inputs)}], outputs=[{fmt(self.outputs)}])"
+        return (
+            f"Model({str(self.path)!r}, backend={self.backend!r}, "
+            f"inputs=[{fmt(self.inputs)}], outputs=[{fmt(self.outputs)}])"
+        )
 
     # -- inference -------------------------------------------------------------------------
 
@@ -127,25 +133,22 @@ class Model:
         return outs[0] if len(outs) == 1 else dict(zip(self._out_names, outs))
 
     def _bind(self, x) -> list:
-        n = len(self._slots)
+        n, names = len(self._slots), ", ".join(self._by_name)
+        has = f"the model has {n} input{'s' if n != 1 else ''} ({names})"
         if isinstance(x, Mapping):
-            if set(x) != set(self._by_name):
-                missing = sorted(set(self._by_name) - set(x))
-                unknown = sorted(set(x) - set(self._by_name))
+            given, wanted = {str(k) for k in x}, set(self._by_name)
+            if given != wanted or len(x) != n:
                 raise RuntimeModelError(
-                    f"inputs got names {sorted(x)}; expected {sorted(self._by_name)} (missing {missing}, unknown {unknown})"
+                    f"inputs got names {sorted(given)}; expected {sorted(wanted)} "
+                    f"(missing {sorted(wanted - given)}, unknown {sorted(given - wanted)})"
                 )
             return [x[slot.info.name] for slot in self._slots]
         if isinstance(x, (list, tuple)):
             if len(x) != n:
-                raise RuntimeModelError(
-                    f"got {len(x)} input arrays; the model has {n} inputs ({', '.join(self._by_name)})"
-                )
+                raise RuntimeModelError(f"got {len(x)} input arrays; {has}")
             return list(x)
         if n != 1:
-            raise RuntimeModelError(
-                f"got 1 input array; the model has {n} inputs ({', '.join(self._by_name)}); pass a list or a dict"
-            )
+            raise RuntimeModelError(f"got 1 input array; {has}; pass a list or a dict")
         return [x]
 
     def _run_batched(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
@@ -156,7 +159,8 @@ class Model:
         # A file with a fixed batch (say 1) runs a larger batch chunk by chunk.
         if len(fixed) != 1 or len(batches) != 1:
             raise RuntimeModelError(
-                f"inputs got batch sizes {sorted(batches)}; this model's inputs need one batch size, a multiple of {sorted(fixed)}"
+                f"inputs got batch sizes {sorted(batches)}; this model's inputs need one batch size, "
+                f"a multiple of {sorted(fixed)}"
             )
         (step,), (total,) = fixed, batches
         parts = [self._run([a[i : i + step] for a in arrays]) for i in range(0, total, step)]
@@ -243,4 +247,4 @@ def load_image(path: str | os.PathLike, channels: int = 3) -> np.ndarray:
         raise RuntimeModelError(f"cannot read image {str(path)!r}: {exc}") from None
 
 
-__all__ = ["Model", "QuantParams", "TensorInfo", "load_image"]
+__all__ = ["Model", "load_image"]

@@ -1,0 +1,111 @@
+"""``edgekit export``: a trained model to .tflite/.onnx files (see ``edgekit.export``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .common import CliError, emit_json, quiet_tensorflow, run_checked, stdout_to_stderr
+from .tables import print_table
+
+# Choices come from the export package's Enums; listed here so that --help works without
+# importing TensorFlow.
+_METHODS = ["minmax", "entropy", "percentile"]
+
+
+@click.command("export")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--format", "formats", default="tflite", show_default=True,
+              help="Comma-separated: tflite, onnx.")
+@click.option("--quantize", "precisions", default="fp32", show_default=True,
+              help="Comma-separated: fp32, fp16, dynamic, int8.")
+@click.option("--calibration", default=None, help="Calibration data (image folder, IDX folder or .npz); "
+              "default: the run's training data.")
+@click.option("--num-calibration", type=click.IntRange(1), default=None,
+              help="Calibration images  [default: up to 300]")
+@click.option("--calibration-method", type=click.Choice(_METHODS), default="minmax", show_default=True,
+              help="Activation range method for ONNX int8 (TFLite always uses min/max).")
+@click.option("--float-io", is_flag=True, help="TFLite int8: keep float32 input and output tensors.")
+@click.option("--nchw", is_flag=True, help="ONNX: take NCHW input (a transpose is added).")
+@click.option("--onnx-quant-format", type=click.Choice(["qdq", "qoperator"]), default=None,
+              help="ONNX int8 format  [default: chosen from this CPU]")
+@click.option("--onnx-activation-type", type=click.Choice(["uint8", "int8"]), default=None,
+              help="ONNX int8 activation type  [default: chosen from this CPU]")
+@click.option("--num-validation", type=click.IntRange(1), default=1000, show_default=True,
+              help="Held-out images each file is checked on.")
+@click.option("--report", is_flag=True, help="Per-layer int8 quantization error table (TFLite) to OUT/<name>_int8_report.csv.")
+@click.option("--max-accuracy-drop", type=click.FloatRange(0), default=None, metavar="PP",
+              help="Keep the most sensitive layers float until TFLite int8 is within PP percentage points.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Output folder  [default: the run folder or the .keras file's folder]")
+@click.option("--force", is_flag=True, help="Overwrite existing files.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+def export_command(model: Path, formats: str, precisions: str, calibration, num_calibration,
+                   calibration_method: str, float_io: bool, nchw: bool, onnx_quant_format, onnx_activation_type,
+                   num_validation: int, report: bool, max_accuracy_drop, out_dir, force: bool, as_json: bool) -> int:
+    """Export MODEL (a run folder or a .keras file) to TFLite and/or ONNX, validated.
+
+    Every file carries edgekit metadata and is checked against the Keras model on held-out
+    images; an fp32 file that disagrees beyond tolerance fails the command (exit 1).
+    """
+    quiet_tensorflow()
+    with stdout_to_stderr(as_json):
+        from ..export import (ActivationType, CalibrationMethod, ExportOptions, Format, OnnxQuantFormat,
+                              Precision, export_model, parse_choices)
+
+        options = run_checked(lambda: ExportOptions(
+            formats=parse_choices(formats, Format, "--format"),
+            precisions=parse_choices(precisions, Precision, "--quantize"),
+            out_dir=out_dir, calibration=calibration, num_calibration=num_calibration,
+            calibration_method=CalibrationMethod(calibration_method), float_io=float_io, nchw=nchw,
+            onnx_quant_format=OnnxQuantFormat(onnx_quant_format) if onnx_quant_format else None,
+            onnx_activation_type=ActivationType(onnx_activation_type) if onnx_activation_type else None,
+            num_validation=num_validation, force=force, report=report, max_accuracy_drop=max_accuracy_drop))
+        try:
+            result = run_checked(export_model, model, options)
+        except RuntimeError as exc:  # converter failures (TF's ConverterError is a RuntimeError)
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise click.ClickException(f"export failed: {first}") from None
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        _print(result)
+    if not result.ok:
+        for f in result.files:
+            if f.error:
+                click.echo(f"edgekit: error: {f.error}", err=True)
+        return 1
+    return 0
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+def _print(result) -> None:
+    rows = []
+    for f in result.files:
+        v = f.validation
+        rows.append([f.target.format.value, f.target.precision.value, str(f.path) if not f.error else "(not written)",
+                     f"{f.size_bytes / 1024:.1f} KiB", _pct(v.agreement), f"{v.max_abs_diff:.2g}",
+                     _pct(v.accuracy), f"{f.seconds:.1f}s"])
+    print_table(f"edgekit export of {result.model} (Keras accuracy {_pct(result.keras_accuracy)}; "
+                f"validated on {result.validation_source})",
+                ["format", "precision", "file", "size", "agreement", "max diff", "accuracy", "time"], rows)
+    for key, reason in result.skipped:
+        click.echo(f"skipped {key}: {reason}")
+    for f in result.files:
+        if f.target.key == "onnx/int8":
+            n = f.notes
+            click.echo(f"onnx int8: {n['quant_format']} with {n['activation_type']} activations ({n['why']})")
+        if f.target.key == "tflite/int8" and "kept_float" in f.notes:
+            n = f.notes
+            state = "within" if n["reached"] else "NOT within"
+            click.echo(f"tflite int8: kept {len(n['kept_float'])} layer(s) float, {state} "
+                       f"{n['max_accuracy_drop_pp']} pp of {n['reference_percent']}% ({n['metric']}); "
+                       f"size +{n['size_cost_bytes']} bytes, latency {n['plain_int8_latency_ms']:.3f} -> "
+                       f"{n['latency_ms']:.3f} ms: {', '.join(k.split(';')[0] for k in n['kept_float']) or 'none'}")
+    if result.sensitivity_table:
+        click.echo(f"per-layer int8 error, worst first (full table: {result.sensitivity_csv}):")
+        click.echo(result.sensitivity_table)

@@ -1,0 +1,104 @@
+"""``edgekit train`` and ``edgekit augment``."""
+
+from __future__ import annotations
+
+import click
+
+from .common import CliError, emit_json, quiet_tensorflow, run_checked, stdout_to_stderr
+
+
+@click.command("train")
+@click.argument("arch")
+@click.option("--data", required=True, help="Image folder, IDX folder or .npz file.")
+@click.option("--out", required=True, help="Run directory to write (model.keras, edgekit.json, ...).")
+@click.option("--input-size", type=click.IntRange(1), default=None, help="Square input size N.")
+@click.option("--channels", type=click.Choice(["1", "3"]), default=None,
+              help="Model input channels (default: 1 for grayscale IDX/npz data, else 3).")
+@click.option("--alpha", type=float, default=None, help="Width multiplier (MobileNet).")
+@click.option("--epochs", type=click.IntRange(1), default=15, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=128, show_default=True)
+@click.option("--lr", type=float, default=2e-3, show_default=True, help="Peak learning rate (cosine decay).")
+@click.option("--augment", default="flip,crop", show_default=True,
+              help="Comma list of flip, crop, rotate, shear, color, pca; or none.")
+@click.option("--weights", default=None, help="Pretrained: an edgekit run dir, .keras, or keras.applications .h5.")
+@click.option("--freeze", default=None, help="Freeze the first K layers, or all-but-head.")
+@click.option("--fine-tune-epochs", type=click.IntRange(0), default=0, show_default=True,
+              help="Then unfreeze everything and train this many epochs at lr/10.")
+@click.option("--mixed-precision", is_flag=True, help="float16 on GPU (bfloat16 on CPU).")
+@click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]), default="default",
+              show_default=True)
+@click.option("--resume", is_flag=True, help="Continue the interrupted run in --out from its last checkpoint.")
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default="train", show_default=True)
+@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
+              help="Seeded validation hold-out when the data has no val split (0: none).")
+@click.option("--early-stopping", type=click.IntRange(0), default=0, help="Patience in epochs (0: off).")
+@click.option("--limit", type=click.IntRange(2), default=None, help="Use only N training images.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the run metadata as one JSON document.")
+def train_command(arch, data, out, input_size, channels, alpha, epochs, batch_size, lr, augment,
+                  weights, freeze, fine_tune_epochs, mixed_precision, strategy, resume, split,
+                  val_fraction, early_stopping, limit, seed, as_json):
+    """Train ARCH (a zoo name) on labelled images; write the run to --out."""
+    quiet_tensorflow()
+    with stdout_to_stderr(as_json):
+        from ..train import FreezeSpec, TrainConfig, train
+        cfg = run_checked(TrainConfig, arch=arch, data=data, out=out, input_size=input_size,
+                          channels=None if channels is None else int(channels), alpha=alpha,
+                          epochs=epochs, batch_size=batch_size, lr=lr, augment=augment,
+                          weights=weights, freeze=run_checked(FreezeSpec.parse, freeze),
+                          fine_tune_epochs=fine_tune_epochs, mixed_precision=mixed_precision,
+                          strategy=strategy, resume=resume, split=split, val_fraction=val_fraction,
+                          early_stopping=early_stopping, limit=limit, seed=seed)
+        meta = run_checked(train, cfg)
+    if as_json:
+        emit_json(meta)
+        return
+    final = meta["final"]
+    click.echo(f"trained {arch} on {meta['data']['images']} images in {meta['wall_seconds_this_invocation']} s "
+               f"({meta['images_per_second_median'] or 0:.0f} images/s); final accuracy "
+               f"{final.get('accuracy', float('nan')):.4f}, validation "
+               f"{final.get('val_accuracy', float('nan')):.4f}; wrote {out}/model.keras")
+
+
+@click.command("augment")
+@click.option("--data", required=True, help="Image folder, IDX folder or .npz file.")
+@click.option("--out", required=True, help="PNG file to write.")
+@click.option("--augment", "names", default="flip,crop,rotate,shear,color,pca", show_default=True)
+@click.option("--input-size", type=click.IntRange(1), default=64, show_default=True)
+@click.option("--channels", type=click.Choice(["1", "3"]), default="3", show_default=True)
+@click.option("--n", type=click.IntRange(1, 256), default=16, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def augment_command(data, out, names, input_size, channels, n, seed):
+    """Write a PNG grid of augmented training samples, to see what --augment does."""
+    quiet_tensorflow()
+    from ..data import augment_grid, load_split, parse_augment
+    from ..runtime.spec import PreprocessSpec
+    config = run_checked(parse_augment, names)
+    images = run_checked(load_split, data, "train", 0.1, seed)
+    spec = PreprocessSpec((input_size, input_size), int(channels))
+    run_checked(augment_grid, images, spec, config, out, n=n, seed=seed)
+    click.echo(f"wrote {out}")
+
+
+@click.command("evaluate")
+@click.argument("model")
+@click.option("--data", required=True, help="Image folder, IDX folder or .npz file.")
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True)
+@click.option("--tta", type=click.Choice(["none", "flip", "10crop"]), default="none", show_default=True)
+@click.option("--ensemble", "others", multiple=True, help="Another model whose outputs are averaged in.")
+@click.option("--out", default=None, help="Folder for evaluation.json and confusion.png.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N images.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+def evaluate_command(model, data, split, tta, others, out, limit, as_json):
+    """Accuracy, per-class accuracy and confusion matrix of MODEL (run dir or .keras)."""
+    quiet_tensorflow()
+    with stdout_to_stderr(as_json):
+        from ..train.evaluate import evaluate
+        result = run_checked(evaluate, [model, *others], data, split, tta, out, limit)
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(f"accuracy {result['accuracy']:.4f} on {result['images']} {split} images (tta {tta}, "
+               f"{len(result['models'])} model(s))")
+    for name, acc in result["per_class_accuracy"].items():
+        click.echo(f"  {name:<20} {'-' if acc is None else f'{acc:.4f}'}")

@@ -1,0 +1,28 @@
+"""edgekit's quantize-and-export layer: a Keras model to .tflite (fp32, fp16, dynamic-range,
+full-integer int8) and .onnx (fp32, static int8) files that carry edgekit metadata and are
+validated against the Keras model through ``edgekit.runtime`` after they are written.
+
+Uses TensorFlow's TFLite converter and QuantizationDebugger, tf2onnx and onnxruntime's
+quantization; calibration data comes from ``edgekit.data``.
+"""
+
+from .cpu import OnnxQuantChoice, default_onnx_quant
+from .exporter import ExportReport, export_model
+from .options import (
+    ActivationType,
+    CalibrationMethod,
+    ExportOptions,
+    Format,
+    OnnxQuantFormat,
+    Precision,
+    parse_choice,
+    parse_choices,
+)
+from .targets import TARGETS, UNSUPPORTED, Target, get_target, select_targets
+from .writer import ExportError, FileResult
+
+__all__ = [
+    "ActivationType", "CalibrationMethod", "ExportError", "ExportOptions", "ExportReport", "FileResult",
+    "Format", "OnnxQuantChoice", "OnnxQuantFormat", "Precision", "TARGETS", "Target", "UNSUPPORTED",
+    "default_onnx_quant", "export_model", "get_target", "parse_choice", "parse_choices", "select_targets",
+]

@@ -1,0 +1,69 @@
+"""Calibration and validation inputs for an export, prepared by the data layer's tf
+preprocessing with the model's own PreprocessSpec (so they match training pixel for pixel).
+
+Both are materialised as float32 arrays up front: a missing, empty or undecodable source then
+fails before any converter runs or any file is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgekit.runtime.spec import PreprocessSpec
+
+DEFAULT_NUM_CALIBRATION = 300
+RANDOM_VALIDATION = 64  # inputs used when no data is known at all
+
+
+@dataclass(frozen=True)
+class ValidationData:
+    inputs: np.ndarray  # float32 N x H x W x C
+    labels: np.ndarray | None
+    source: str
+    class_names: tuple[str, ...] = ()
+
+
+def load_calibration(path: str, spec: PreprocessSpec, num: int | None) -> tuple[np.ndarray, str]:
+    """``num`` seeded images of the train split of ``path`` (default up to 300), preprocessed."""
+    from edgekit.data import DataError, calibration_batches, load_split
+
+    data = load_split(path, "train")
+    n = min(DEFAULT_NUM_CALIBRATION, len(data)) if num is None else num
+    batches = calibration_batches(data, spec, num=n, batch_size=1, seed=0)
+    arrays = list(batches)
+    if not arrays:
+        raise DataError(f"calibration data {path!r} gave no images")
+    return np.concatenate(arrays).astype(np.float32, copy=False), batches.data.source
+
+
+def load_validation(path: str, spec: PreprocessSpec, num: int, num_classes: int) -> ValidationData:
+    """Up to ``num`` seeded images of the test split of ``path``, else of its validation part."""
+    from edgekit.data import DataError, load_split, make_dataset
+
+    try:
+        data = load_split(path, "test")
+    except DataError:
+        data = load_split(path, "val")
+    if len(data) > num:
+        pick = np.sort(np.random.default_rng(0).choice(len(data), num, replace=False))
+        data = data.subset(pick, source=f"{num} images (seed 0) of {data.source}")
+    xs, ys = [], []
+    for x, y in make_dataset(data, spec, batch_size=64, training=False, shuffle=False).as_numpy_iterator():
+        xs.append(x)
+        ys.append(y)
+    if not xs:
+        raise DataError(f"validation data {data.source} is empty")
+    labels = np.concatenate(ys)
+    # Labels of a dataset with other classes than the model say nothing about its accuracy.
+    known = len(data.class_names) == num_classes
+    return ValidationData(np.concatenate(xs), labels if known else None, data.source, data.class_names if known else ())
+
+
+def random_validation(spec: PreprocessSpec) -> ValidationData:
+    """Seeded random pixels, normalised: enough to compare outputs when no data is known."""
+    h, w = spec.size
+    pixels = np.random.default_rng(0).integers(0, 256, (RANDOM_VALIDATION, h, w, spec.channels)).astype(np.float32)
+    x = (pixels - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+    return ValidationData(x.astype(np.float32), None, f"{RANDOM_VALIDATION} random images (no data known)")

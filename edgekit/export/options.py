@@ -1,0 +1,96 @@
+"""Typed export options: formats, precisions, calibration and ONNX quantization choices.
+
+Strings from the command line become these Enums at the boundary (``parse_choices``); the
+converters only ever see the typed values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import TypeVar
+
+from edgekit.runtime.spec import PreprocessSpec
+
+
+class Format(str, Enum):
+    TFLITE = "tflite"
+    ONNX = "onnx"
+
+
+class Precision(str, Enum):
+    FP32 = "fp32"  # float weights and activations
+    FP16 = "fp16"  # float16 weights, float compute
+    DYNAMIC = "dynamic"  # int8 weights, activations quantized on the fly
+    INT8 = "int8"  # full-integer: int8 weights and activations, calibrated
+
+
+class CalibrationMethod(str, Enum):
+    """How activation ranges are chosen (ONNX Runtime's CalibrationMethod; TFLite always uses min/max)."""
+
+    MINMAX = "minmax"
+    ENTROPY = "entropy"
+    PERCENTILE = "percentile"
+
+
+class OnnxQuantFormat(str, Enum):
+    QDQ = "qdq"  # QuantizeLinear/DequantizeLinear pairs around float ops
+    QOPERATOR = "qoperator"  # QLinearConv/QLinearMatMul operators
+
+
+class ActivationType(str, Enum):
+    UINT8 = "uint8"
+    INT8 = "int8"
+
+
+E = TypeVar("E", bound=Enum)
+
+
+def parse_choice(value: str | E, enum: type[E], option: str) -> E:
+    """One Enum member from its value; ValueError naming the option, the value and the choices."""
+    if isinstance(value, enum):
+        return value
+    try:
+        return enum(str(value).strip().lower())
+    except ValueError:
+        choices = ", ".join(m.value for m in enum)
+        raise ValueError(f"{option} got {value!r}; expected one of {choices}") from None
+
+
+def parse_choices(text: str | list | tuple, enum: type[E], option: str) -> tuple[E, ...]:
+    """A comma-separated list (or a sequence) of Enum values, de-duplicated in order."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    parsed = [parse_choice(item, enum, option) for item in items if str(getattr(item, "value", item)).strip()]
+    if not parsed:
+        raise ValueError(f"{option} got {text!r}; expected at least one of {', '.join(m.value for m in enum)}")
+    return tuple(dict.fromkeys(parsed))
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Everything ``export_model`` needs besides the model; defaults match the CLI's."""
+
+    formats: tuple[Format, ...] = (Format.TFLITE,)
+    precisions: tuple[Precision, ...] = (Precision.FP32,)
+    out_dir: Path | None = None  # default: the run folder, or the .keras file's folder
+    calibration: str | None = None  # any source load_split accepts; default: the run's data
+    num_calibration: int | None = None  # default: min(300, images available)
+    calibration_method: CalibrationMethod = CalibrationMethod.MINMAX
+    float_io: bool = False  # TFLite int8: keep float32 input/output tensors
+    nchw: bool = False  # ONNX: NCHW input (a transpose in front of the NHWC graph)
+    onnx_quant_format: OnnxQuantFormat | None = None  # None: chosen from the CPU
+    onnx_activation_type: ActivationType | None = None  # None: chosen from the CPU
+    num_validation: int = 1000
+    force: bool = False
+    report: bool = False  # per-layer int8 sensitivity CSV (TFLite)
+    max_accuracy_drop: float | None = None  # percentage points; keep sensitive layers float
+    preprocess: PreprocessSpec | None = None  # for a bare .keras file
+
+    def __post_init__(self) -> None:
+        for name in ("num_calibration", "num_validation"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} got {value!r}; expected an integer >= 1")
+        if self.max_accuracy_drop is not None and not self.max_accuracy_drop >= 0:
+            raise ValueError(f"max_accuracy_drop got {self.max_accuracy_drop!r}; expected a number >= 0")

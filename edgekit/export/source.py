@@ -1,0 +1,106 @@
+"""What is being exported: a run folder (model.keras + edgekit.json, written by ``edgekit
+train``) or a bare .keras file, with its preprocessing, class names and training data."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgekit.runtime.spec import PreprocessSpec
+
+RUN_MODEL = "model.keras"
+RUN_INFO = "edgekit.json"
+DEFAULT_MEAN_STD = 127.5
+
+
+@dataclass
+class ExportSource:
+    model: object  # keras.Model
+    name: str  # file stem of the exports
+    folder: Path  # default output folder
+    spec: PreprocessSpec
+    class_names: tuple[str, ...] = ()
+    architecture: str = ""
+    data_path: str | None = None  # the run's training data, if recorded
+    warnings: list[str] = field(default_factory=list)
+
+
+def load_source(path: str | Path, preprocess: PreprocessSpec | None = None) -> ExportSource:
+    """Load MODEL (a run folder or a .keras file); ValueError for anything else."""
+    path = Path(path)
+    if path.is_dir():
+        return _load_run(path, preprocess)
+    if path.suffix != ".keras":
+        raise ValueError(f"MODEL got {str(path)!r}; expected a run folder (with {RUN_MODEL}) or a .keras file")
+    if not path.is_file():
+        raise ValueError(f"model file {str(path)!r} does not exist")
+    model = _load_keras(path)
+    warnings = []
+    if preprocess is None:
+        preprocess = spec_from_model(model)
+        warnings.append(f"{path.name} has no edgekit.json: preprocessing taken from its input shape "
+                        f"{preprocess.size[0]}x{preprocess.size[1]}x{preprocess.channels} with "
+                        f"mean/std {DEFAULT_MEAN_STD}/{DEFAULT_MEAN_STD}")
+    source = ExportSource(model, path.stem, path.parent, preprocess, warnings=warnings)
+    _check_input(source)
+    return source
+
+
+def _load_run(run: Path, preprocess: PreprocessSpec | None) -> ExportSource:
+    model_path, info_path = run / RUN_MODEL, run / RUN_INFO
+    if not model_path.is_file():
+        raise ValueError(f"run folder {str(run)!r} has no {RUN_MODEL}")
+    info: dict = {}
+    if info_path.is_file():
+        try:
+            info = json.loads(info_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{str(info_path)!r} is not valid JSON: {exc}") from None
+        if not isinstance(info, dict):
+            raise ValueError(f"{str(info_path)!r} got a {type(info).__name__}; expected a JSON object")
+    model = _load_keras(model_path)
+    warnings = []
+    if preprocess is None and "preprocess" in info:
+        preprocess = PreprocessSpec.from_dict(info["preprocess"])
+    elif preprocess is None:
+        preprocess = spec_from_model(model)
+        warnings.append(f"{info_path} records no preprocessing: using the model's input shape and "
+                        f"mean/std {DEFAULT_MEAN_STD}/{DEFAULT_MEAN_STD}")
+    data = info.get("data") if isinstance(info.get("data"), dict) else {}
+    source = ExportSource(model, run.resolve().name, run, preprocess,
+                          class_names=tuple(str(n) for n in info.get("class_names", ())),
+                          architecture=str(info.get("architecture", "")),
+                          data_path=data.get("path"), warnings=warnings)
+    _check_input(source)
+    return source
+
+
+def _load_keras(path: Path):
+    import keras
+
+    import edgekit.models  # noqa: F401 - registers any custom layers of the zoo
+
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as exc:  # keras raises ValueError, OSError, zipfile errors, ...
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"cannot load {str(path)!r} as a Keras model: {first}") from None
+
+
+def spec_from_model(model) -> PreprocessSpec:
+    shape = tuple(model.inputs[0].shape[1:])
+    if len(shape) != 3 or None in shape:
+        raise ValueError(f"model input shape got {shape}; expected a fixed (H, W, C)")
+    h, w, c = shape
+    return PreprocessSpec(size=(int(h), int(w)), channels=int(c), mean=(DEFAULT_MEAN_STD,), std=(DEFAULT_MEAN_STD,))
+
+
+def _check_input(source: ExportSource) -> None:
+    model = source.model
+    if len(model.inputs) != 1:
+        raise ValueError(f"model has {len(model.inputs)} inputs; edgekit exports single-input image models")
+    shape = tuple(model.inputs[0].shape[1:])
+    want = (*source.spec.size, source.spec.channels)
+    if shape != want:
+        raise ValueError(f"model input shape {shape} does not match the preprocessing {want} (H, W, C)")

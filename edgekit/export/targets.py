@@ -1,0 +1,83 @@
+"""The one table of export targets: (format, precision) rows looked up by name.
+
+The table drives the CLI choices, the exporter loop and the benchmark script. Each row names a
+converter (a small function in its own module) that turns a ``ConversionContext`` into the
+bytes of a model file; ``edgekit.export.writer`` does the rest (timing, checks, atomic write).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from . import onnx_convert, tflite_convert
+from .options import Format, Precision
+
+
+@dataclass(frozen=True)
+class Target:
+    format: Format
+    precision: Precision
+    convert: Callable  # (ConversionContext) -> bytes
+    needs_calibration: bool
+    summary: str
+
+    @property
+    def suffix(self) -> str:
+        return "." + self.format.value
+
+    @property
+    def key(self) -> str:
+        return f"{self.format.value}/{self.precision.value}"
+
+
+TARGETS: tuple[Target, ...] = (
+    Target(Format.TFLITE, Precision.FP32, tflite_convert.convert_fp32, False, "float32"),
+    Target(Format.TFLITE, Precision.FP16, tflite_convert.convert_fp16, False, "float16 weights, float compute"),
+    Target(Format.TFLITE, Precision.DYNAMIC, tflite_convert.convert_dynamic, False,
+           "int8 weights, activations quantized at run time"),
+    Target(Format.TFLITE, Precision.INT8, tflite_convert.convert_int8, True,
+           "full-integer int8, per-channel weights, calibrated activations"),
+    Target(Format.ONNX, Precision.FP32, onnx_convert.convert_fp32, False, "float32 (tf2onnx)"),
+    Target(Format.ONNX, Precision.INT8, onnx_convert.convert_int8, True,
+           "static int8 (onnxruntime quantize_static), per-channel weights"),
+)
+
+# Why the missing rows are missing, so the error says more than "not supported".
+UNSUPPORTED: dict[tuple[Format, Precision], str] = {
+    (Format.ONNX, Precision.FP16): "onnxruntime's CPU provider runs float16 graphs slower than float32 "
+    "and edgekit targets CPUs; use tflite fp16 or onnx int8",
+    (Format.ONNX, Precision.DYNAMIC): "onnxruntime dynamic quantization of convolutions is slower than fp32 "
+    "on CPUs; use onnx int8 (static, calibrated)",
+}
+
+
+def get_target(fmt: Format | str, precision: Precision | str) -> Target:
+    """The row for (format, precision); ValueError with the reason for an unsupported pair."""
+    fmt, precision = Format(fmt), Precision(precision)
+    for target in TARGETS:
+        if target.format is fmt and target.precision is precision:
+            return target
+    reason = UNSUPPORTED.get((fmt, precision), "no converter for this pair")
+    raise ValueError(f"{fmt.value} {precision.value} is not supported: {reason}")
+
+
+def select_targets(formats, precisions) -> tuple[list[Target], list[tuple[str, str]]]:
+    """The rows for every format x precision asked for, and (key, reason) for pairs skipped.
+
+    A pair that no row supports is skipped with its reason when another format takes that
+    precision; a precision no asked format supports is an error.
+    """
+    chosen, skipped = [], []
+    for precision in precisions:
+        rows = []
+        for fmt in formats:
+            try:
+                rows.append(get_target(fmt, precision))
+            except ValueError as exc:
+                skipped.append((f"{Format(fmt).value}/{Precision(precision).value}", str(exc)))
+        if not rows:
+            raise ValueError(skipped[-1][1])
+        chosen.extend(rows)
+    order = {t.key: i for i, t in enumerate(TARGETS)}
+    return sorted(chosen, key=lambda t: order[t.key]), skipped

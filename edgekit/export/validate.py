@@ -1,0 +1,69 @@
+"""Validation of a written file: run it through ``edgekit.runtime.Model`` next to the Keras
+model on the same preprocessed inputs and compare outputs and top-1 predictions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .datasets import ValidationData
+
+# fp32 exports must reproduce the Keras model this closely, or the export fails.
+FP32_MAX_ABS_DIFF = 1e-4
+FP32_MIN_AGREEMENT = 0.999
+
+
+@dataclass(frozen=True)
+class Reference:
+    outputs: np.ndarray
+    accuracy: float | None
+
+
+@dataclass(frozen=True)
+class Validation:
+    samples: int
+    agreement: float  # fraction of top-1 predictions equal to Keras's
+    max_abs_diff: float
+    mean_abs_diff: float
+    accuracy: float | None
+
+    def fp32_problem(self) -> str | None:
+        if self.max_abs_diff > FP32_MAX_ABS_DIFF or self.agreement < FP32_MIN_AGREEMENT:
+            return (f"fp32 export disagrees with the Keras model: max abs diff {self.max_abs_diff:.3g} "
+                    f"(limit {FP32_MAX_ABS_DIFF:g}), top-1 agreement {100 * self.agreement:.2f}% "
+                    f"(limit {100 * FP32_MIN_AGREEMENT:.1f}%)")
+        return None
+
+
+def accuracy(outputs: np.ndarray, labels: np.ndarray | None) -> float | None:
+    return None if labels is None else float(np.mean(outputs.argmax(-1) == labels))
+
+
+def keras_reference(model, data: ValidationData) -> Reference:
+    outputs = np.concatenate([np.asarray(model(data.inputs[i:i + 64], training=False))
+                              for i in range(0, len(data.inputs), 64)])
+    return Reference(outputs, accuracy(outputs, data.labels))
+
+
+def run_file(path, data: ValidationData, layout: str = "NHWC") -> np.ndarray:
+    from edgekit.runtime import Model
+
+    model = Model(path)
+    x = data.inputs.transpose(0, 3, 1, 2) if layout == "NCHW" else data.inputs
+    return np.asarray(model.predict(np.ascontiguousarray(x)), dtype=np.float32)
+
+
+def compare(outputs: np.ndarray, data: ValidationData, ref: Reference) -> Validation:
+    diff = np.abs(outputs.astype(np.float64) - ref.outputs)
+    return Validation(
+        samples=len(outputs),
+        agreement=float(np.mean(outputs.argmax(-1) == ref.outputs.argmax(-1))),
+        max_abs_diff=float(diff.max()),
+        mean_abs_diff=float(diff.mean()),
+        accuracy=accuracy(outputs, data.labels),
+    )
+
+
+def validate_file(path, data: ValidationData, ref: Reference, layout: str = "NHWC") -> Validation:
+    return compare(run_file(path, data, layout), data, ref)

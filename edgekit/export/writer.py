@@ -1,0 +1,125 @@
+"""The one wrapper around every converter: timing, the non-empty check, the edgekit metadata,
+validation, the atomic write and the log line.
+
+A file is first written under a hidden temporary name in the target folder
+(``.NAME.partial-XXXX.SUFFIX``), completed there (metadata, validation) and only then moved
+onto its final name with ``os.replace``; a killed export leaves at most a hidden partial file,
+never one that looks complete.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .context import ConversionContext
+from .targets import Target
+from .validate import Validation
+
+
+class ExportError(ValueError):
+    """An export that cannot be done or whose result is unusable; one-line message."""
+
+
+@dataclass
+class FileResult:
+    target: Target
+    path: Path
+    size_bytes: int = 0
+    seconds: float = 0.0
+    validation: Validation | None = None
+    notes: dict = field(default_factory=dict)
+    error: str | None = None  # set when the file failed validation (and was not kept)
+
+    def to_dict(self, keras_accuracy: float | None) -> dict:
+        v = self.validation
+        doc = {"path": str(self.path), "format": self.target.format.value,
+               "precision": self.target.precision.value, "size_bytes": self.size_bytes,
+               "agreement": v.agreement if v else None, "max_abs_diff": v.max_abs_diff if v else None,
+               "mean_abs_diff": v.mean_abs_diff if v else None, "validation_samples": v.samples if v else 0}
+        if v is not None and v.accuracy is not None:
+            doc["accuracy"] = v.accuracy
+        doc["keras_accuracy"] = keras_accuracy
+        doc["seconds"] = round(self.seconds, 3)
+        if self.notes:
+            doc["notes"] = self.notes
+        doc["ok"] = self.error is None
+        if self.error:
+            doc["error"] = self.error
+        return doc
+
+
+def check_destinations(paths, force: bool) -> None:
+    """Refuse to overwrite existing files (without ``force``) before any work is done."""
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            raise ExportError(f"{str(path)!r} is a folder; expected a file path to write")
+        if path.exists() and not force:
+            raise ExportError(f"{str(path)!r} already exists; pass --force to overwrite it")
+
+
+def partial_path(path: Path) -> Path:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.partial-", suffix=path.suffix)
+    os.close(fd)
+    return Path(tmp)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    tmp = partial_path(path)
+    try:
+        _write(tmp, data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write(tmp: Path, data: bytes) -> None:
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def export_target(target: Target, ctx: ConversionContext, path: Path,
+                  finish: Callable[[Path], Validation], strict: bool,
+                  log: Callable[[str], None]) -> FileResult:
+    """Convert, write to a partial file, ``finish`` it (metadata + validation), then publish.
+
+    ``strict``: a validation problem (fp32 beyond tolerance) keeps the file from being
+    published and is recorded as the result's error.
+    """
+    start = time.perf_counter()
+    data = target.convert(ctx)
+    if not data:
+        raise ExportError(f"{target.key} converter produced an empty file")
+    result = FileResult(target, path, notes=dict(ctx.notes.get(target.key, {})))
+    tmp = partial_path(path)
+    try:
+        _write(tmp, data)
+        result.validation = finish(tmp)
+        result.size_bytes = tmp.stat().st_size
+        if result.size_bytes == 0:
+            raise ExportError(f"{str(path)!r} came out empty")
+        problem = result.validation.fp32_problem() if strict else None
+        if problem:
+            result.error = f"{path.name}: {problem}; file not written"
+        else:
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    result.seconds = time.perf_counter() - start
+    log(_line(result))
+    return result
+
+
+def _line(r: FileResult) -> str:
+    v = r.validation
+    acc = f", accuracy {100 * v.accuracy:.2f}%" if v and v.accuracy is not None else ""
+    status = f"FAILED: {r.error}" if r.error else f"wrote {r.path}"
+    return (f"[{r.target.key}] {status} ({r.size_bytes / 1024:.1f} KiB, {r.seconds:.1f} s; "
+            f"agreement {100 * v.agreement:.2f}%, max abs diff {v.max_abs_diff:.3g}{acc})")

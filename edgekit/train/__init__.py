@@ -1,0 +1,10 @@
+"""Training: ``train(TrainConfig)`` writes a run directory that export and the runtime read.
+
+Uses edgekit.models (the zoo) and edgekit.data (sources, augmentation); tf.distribute for
+several devices or machines.
+"""
+
+from .config import Freeze, FreezeSpec, TrainConfig
+from .run import train
+
+__all__ = ["Freeze", "FreezeSpec", "TrainConfig", "train"]

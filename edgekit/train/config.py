@@ -1,0 +1,85 @@
+"""Typed options of a training run (what ``edgekit train`` parses into)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+
+STRATEGIES = ("default", "mirrored", "multiworker")
+
+
+class Freeze(Enum):
+    NONE = "none"
+    FIRST_K = "first-k"
+    ALL_BUT_HEAD = "all-but-head"
+
+
+@dataclass(frozen=True)
+class FreezeSpec:
+    mode: Freeze = Freeze.NONE
+    k: int = 0
+
+    @classmethod
+    def parse(cls, text: str | None) -> "FreezeSpec":
+        if text in (None, "", "none", "0"):
+            return cls()
+        if text == "all-but-head":
+            return cls(Freeze.ALL_BUT_HEAD)
+        try:
+            k = int(text)
+        except ValueError:
+            k = -1
+        if k < 0:
+            raise ValueError(f"--freeze got {text!r}; expected a layer count K >= 0 or all-but-head")
+        return cls(Freeze.FIRST_K, k)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    arch: str
+    data: str
+    out: str
+    input_size: int | None = None
+    channels: int | None = None  # None: 1 for grayscale in-memory data, else 3
+    alpha: float | None = None
+    epochs: int = 15
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    augment: str = "flip,crop"
+    weights: str | None = None
+    freeze: FreezeSpec = field(default_factory=FreezeSpec)
+    fine_tune_epochs: int = 0
+    fine_tune_lr_factor: float = 0.1
+    mixed_precision: bool = False
+    strategy: str = "default"
+    resume: bool = False
+    seed: int = 0
+    val_fraction: float = 0.1
+    split: str = "train"
+    bn_momentum: float = 0.99
+    early_stopping: int = 0  # patience in epochs (0: off)
+    limit: int | None = None  # use only the first N training images (quick runs)
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs >= 1, "epochs", self.epochs, "an integer >= 1"),
+            (self.batch_size >= 1, "batch-size", self.batch_size, "an integer >= 1"),
+            (math.isfinite(self.lr) and self.lr > 0, "lr", self.lr, "a number > 0"),
+            (self.fine_tune_epochs >= 0, "fine-tune-epochs", self.fine_tune_epochs, "an integer >= 0"),
+            (self.strategy in STRATEGIES, "strategy", self.strategy, f"one of {', '.join(STRATEGIES)}"),
+            (self.input_size is None or self.input_size >= 1, "input-size", self.input_size, "an integer >= 1"),
+            (self.channels in (None, 1, 3), "channels", self.channels, "1 or 3"),
+            (self.limit is None or self.limit >= 2, "limit", self.limit, "an integer >= 2"),
+            (0.0 < self.bn_momentum < 1.0, "bn-momentum", self.bn_momentum, "a value in (0, 1)"),
+        ]
+        for ok, name, value, expected in checks:
+            if not ok:
+                raise ValueError(f"--{name} got {value!r}; expected {expected}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["freeze"] = {"mode": self.freeze.mode.value, "k": self.freeze.k}
+        return d

@@ -1,0 +1,100 @@
+"""Epoch-addressed input pipelines: epoch e's order and augmentation depend on (seed, e) only.
+
+That is what makes ``--resume`` give the same result as an uninterrupted run: a resumed
+run rebuilds epoch e's batches exactly, instead of replaying a stateful shuffle. Decoding
+and augmentation run on tf.data's parallel threads and batches are prefetched, so the
+accelerator is not left waiting on the CPU.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from edgekit.data import AugmentConfig, ColourPCA, LabeledImages, augment_pixels_tf, normalize_tf, to_pixels_tf
+from edgekit.data.preprocess import decode_image_tf
+from edgekit.runtime.spec import PreprocessSpec
+
+AUTOTUNE = tf.data.AUTOTUNE
+PRECOMPUTE_BUDGET = 1 << 30  # resized float pixels kept in memory up to this many bytes
+
+
+class EpochData:
+    """Training or evaluation batches of one LabeledImages for any epoch."""
+
+    def __init__(self, data: LabeledImages, spec: PreprocessSpec, batch_size: int,
+                 augment: AugmentConfig | None = None, pca: ColourPCA | None = None, seed: int = 0):
+        self.data, self.spec, self.batch_size = data, spec, batch_size
+        self.augment = augment if augment is not None and augment.enabled else None
+        self.pca, self.seed = pca, int(seed)
+        self.labels = tf.constant(data.labels)
+        h, w = spec.size
+        self.pixels = None
+        if data.in_memory and len(data) * h * w * spec.channels * 4 <= PRECOMPUTE_BUDGET:
+            self.pixels = self._precompute()
+
+    def _precompute(self) -> tf.Tensor:
+        chunks = [to_pixels_tf(self.data.images[i:i + 4096], self.spec)
+                  for i in range(0, len(self.data), 4096)]
+        return tf.concat(chunks, axis=0)
+
+    @property
+    def steps(self) -> int:
+        return math.ceil(len(self.data) / self.batch_size)
+
+    def _load_batch(self, idx: tf.Tensor):
+        if self.pixels is not None:
+            return tf.gather(self.pixels, idx), tf.gather(self.labels, idx)
+        raise RuntimeError("per-element loading is handled by _element_dataset")
+
+    def _element_dataset(self, order: tf.data.Dataset) -> tf.data.Dataset:
+        if self.data.in_memory:
+            images = tf.constant(self.data.images)
+            load = lambda i: images[i]  # noqa: E731
+        else:
+            paths = tf.constant(self.data.images)
+            load = lambda i: decode_image_tf(paths[i])  # noqa: E731
+        return order.map(lambda i: (to_pixels_tf(load(i), self.spec), self.labels[i]),
+                         num_parallel_calls=AUTOTUNE, deterministic=True)
+
+    def batches(self, epoch: tf.Tensor | int, shuffle: bool) -> tf.data.Dataset:
+        """Normalised (x, y) batches of epoch ``epoch``; augmented when an AugmentConfig is set."""
+        n = len(self.data)
+        epoch = tf.cast(epoch, tf.int64)
+        order = tf.range(n, dtype=tf.int64)
+        if shuffle:
+            order = tf.random.experimental.stateless_shuffle(order, seed=tf.stack([tf.constant(self.seed, tf.int64), epoch]))
+        if self.pixels is not None:
+            ds = tf.data.Dataset.from_tensor_slices(order).batch(self.batch_size)
+            ds = ds.map(self._load_batch, num_parallel_calls=AUTOTUNE, deterministic=True)
+        else:
+            ds = self._element_dataset(tf.data.Dataset.from_tensor_slices(order)).batch(self.batch_size)
+        if self.augment is not None:
+            steps = tf.data.Dataset.range(self.steps)
+            config, pca, seed = self.augment, self.pca, self.seed
+            ds = tf.data.Dataset.zip((ds, steps)).map(
+                lambda b, s: (augment_pixels_tf(b[0], config, tf.stack([seed + 7919 * epoch, s]), pca), b[1]),
+                num_parallel_calls=AUTOTUNE, deterministic=True)
+        spec = self.spec
+        return ds.map(lambda x, y: (normalize_tf(x, spec), y), num_parallel_calls=AUTOTUNE,
+                      deterministic=True)
+
+    def epochs(self, first: int, last: int) -> tf.data.Dataset:
+        """Epochs first..last-1 back to back (for one ``fit`` call with steps_per_epoch)."""
+        return (tf.data.Dataset.range(first, last)
+                .flat_map(lambda e: self.batches(e, shuffle=True))
+                .prefetch(AUTOTUNE))
+
+    def once(self) -> tf.data.Dataset:
+        """Every image once, in order, unaugmented (validation, evaluation)."""
+        return self.batches(0, shuffle=False).prefetch(AUTOTUNE)
+
+
+def images_are_grayscale(data: LabeledImages) -> bool:
+    return bool(data.in_memory and data.images.shape[-1] == 1)
+
+
+def label_counts(data: LabeledImages) -> list[int]:
+    return np.bincount(data.labels, minlength=len(data.class_names)).tolist()

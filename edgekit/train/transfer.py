@@ -1,0 +1,92 @@
+"""Transfer learning: start from an edgekit run or a keras.applications weight file, replace
+the classifier for the new classes, freeze the first K layers or everything but the head."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+
+from .config import Freeze, FreezeSpec
+
+HEAD_LAYERS = ("predictions", "top_dropout", "conv_preds", "reshape_2", "dropout")
+
+
+def is_run_dir(path: str | Path) -> bool:
+    p = Path(path)
+    return p.is_dir() and (p / "model.keras").is_file() and (p / "edgekit.json").is_file()
+
+
+def read_run_metadata(path: str | Path) -> dict:
+    p = Path(path) / "edgekit.json"
+    try:
+        return json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{p} is not readable run metadata: {exc}") from None
+
+
+def copy_matching_weights(src: keras.Model, dst: keras.Model) -> tuple[int, list[str]]:
+    """Copy weights layer by layer where names and shapes match; return (copied, skipped names)."""
+    by_name = {layer.name: layer for layer in src.layers}
+    copied, skipped = 0, []
+    for layer in dst.layers:
+        if not layer.weights:
+            continue
+        other = by_name.get(layer.name)
+        if other is None or [w.shape for w in other.weights] != [w.shape for w in layer.weights]:
+            skipped.append(layer.name)
+            continue
+        layer.set_weights(other.get_weights())
+        copied += 1
+    if copied == 0:
+        raise ValueError(f"no layer of {src.name} matches {dst.name} by name and shape; "
+                         "is --weights from the same architecture?")
+    return copied, skipped
+
+
+def load_pretrained(dst: keras.Model, weights: str) -> tuple[int, list[str]]:
+    """Load an edgekit run dir, a .keras file or a keras.applications .h5 into ``dst`` by name."""
+    path = Path(weights)
+    if is_run_dir(path):
+        path = path / "model.keras"
+    if path.suffix == ".keras" and path.is_file():
+        src = keras.models.load_model(path, compile=False, safe_mode=True)
+        return copy_matching_weights(src, dst)
+    if path.is_file() and path.suffix == ".h5" and not path.name.endswith(".weights.h5"):
+        import h5py
+        from keras.src.legacy.saving import legacy_h5_format
+
+        before = [w.numpy().copy() for w in dst.weights[:1]]
+        with h5py.File(path, "r") as f:
+            group = f["model_weights"] if "model_weights" in f else f
+            legacy_h5_format.load_weights_from_hdf5_group_by_name(group, dst, skip_mismatch=True)
+        names = [l.name for l in dst.layers if l.weights]
+        return len(names), [n for n in names if n in HEAD_LAYERS] if before else []
+    if path.is_file() and path.name.endswith(".weights.h5"):
+        dst.load_weights(path)  # Keras 3 weight file: the full model, same classes
+        return len([l for l in dst.layers if l.weights]), []
+    raise ValueError(f"--weights got {weights!r}; expected an edgekit run dir, a .keras file "
+                     "or a keras.applications .h5 weight file")
+
+
+def apply_freeze(model: keras.Model, freeze: FreezeSpec) -> int:
+    """Freeze layers as asked; return how many layers with weights are frozen."""
+    for layer in model.layers:
+        layer.trainable = True
+    if freeze.mode is Freeze.NONE:
+        return 0
+    if freeze.mode is Freeze.ALL_BUT_HEAD:
+        frozen = [l for l in model.layers if l.name not in HEAD_LAYERS]
+    else:
+        if freeze.k > len(model.layers):
+            raise ValueError(f"--freeze got {freeze.k}; {model.name} has {len(model.layers)} layers")
+        frozen = model.layers[:freeze.k]
+    for layer in frozen:
+        layer.trainable = False  # BatchNormalization then also runs in inference mode
+    return sum(1 for l in frozen if l.weights)
+
+
+def unfreeze_all(model: keras.Model) -> None:
+    for layer in model.layers:
+        layer.trainable = True

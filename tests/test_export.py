@@ -1,0 +1,223 @@
+"""Export layer: every format x precision on a tiny trained model, metadata, validation,
+overwrite and data errors, the sensitivity report and selective int8."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+
+SAMPLE = REPO / "calibration" / "fashion-mnist"
+
+
+def _tiny_model():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((28, 28, 1))
+    x = keras.layers.Conv2D(16, 3, strides=2, activation="relu", name="conv1")(inp)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", name="dw")(x)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.ReLU(6.0, name="relu6")(x)
+    x = keras.layers.Conv2D(32, 1, activation="relu", name="pw")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inp, keras.layers.Dense(10, activation="softmax", name="fc")(x))
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A run folder as ``edgekit train`` writes it, trained for a few seconds on the sample."""
+    import keras
+
+    from edgekit.data import load_split, make_dataset
+    from edgekit.runtime import PreprocessSpec
+
+    spec = PreprocessSpec(size=(28, 28), channels=1)
+    data = load_split(SAMPLE, "train")
+    model = _tiny_model()
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    model.fit(make_dataset(data, spec, 32, training=True), epochs=30, verbose=0)
+    run = tmp_path_factory.mktemp("runs") / "fmnist"
+    run.mkdir()
+    model.save(run / "model.keras")
+    (run / "edgekit.json").write_text(json.dumps({
+        "architecture": "tiny", "preprocess": spec.to_dict(), "class_names": list(data.class_names),
+        "data": {"path": str(SAMPLE), "split": "train", "fingerprint": "test"}}))
+    return run
+
+
+@pytest.fixture(scope="module")
+def exported(run_dir, tmp_path_factory):
+    from edgekit.export import ExportOptions, Format, Precision, export_model
+
+    out = tmp_path_factory.mktemp("out")
+    options = ExportOptions(formats=tuple(Format), precisions=tuple(Precision), out_dir=out, report=True)
+    return export_model(run_dir, options, log=lambda line: None), out
+
+
+TARGET_KEYS = ["tflite/fp32", "tflite/fp16", "tflite/dynamic", "tflite/int8", "onnx/fp32", "onnx/int8"]
+
+
+def test_table_matches_the_tested_keys():
+    from edgekit.export import TARGETS
+
+    assert [t.key for t in TARGETS] == TARGET_KEYS
+
+
+@pytest.mark.parametrize("key", TARGET_KEYS)
+def test_every_target_is_written_validated_and_carries_metadata(exported, key):
+    from edgekit.runtime import Model, PreprocessSpec, read_metadata
+
+    report, out = exported
+    (f,) = [f for f in report.files if f.target.key == key]
+    assert f.error is None and f.path.parent == out and f.path.stat().st_size == f.size_bytes > 0
+    meta = read_metadata(f.path)
+    assert meta.precision == f.target.precision.value
+    assert meta.preprocess == PreprocessSpec(size=(28, 28), channels=1)
+    assert len(meta.class_names) == 10 and meta.architecture == "tiny" and meta.layout == "NHWC"
+    model = Model(f.path)
+    want_dtype = "int8" if key == "tflite/int8" else "float32"
+    assert str(model.inputs[0].dtype) == want_dtype
+    assert meta.extra["quantization"]["input"][0]["dtype"] == want_dtype
+    v = f.validation
+    assert v.samples == 200 and v.accuracy is not None
+    if f.target.precision.value in ("fp32", "fp16", "dynamic"):
+        assert v.agreement >= 0.995 and v.max_abs_diff < 1e-3
+    else:  # int8 of a weak 10-class model: close, not identical
+        assert v.agreement >= 0.8 and abs(v.accuracy - report.keras_accuracy) <= 0.05
+
+
+def test_report_json_schema_and_skips(exported):
+    report, _ = exported
+    doc = json.loads(json.dumps(report.to_dict()))
+    assert doc["ok"] is True and len(doc["files"]) == 6
+    for row in doc["files"]:
+        for key in ("path", "format", "precision", "size_bytes", "agreement", "max_abs_diff",
+                    "mean_abs_diff", "accuracy", "keras_accuracy", "seconds"):
+            assert key in row
+    assert {s["target"] for s in doc["skipped"]} == {"onnx/fp16", "onnx/dynamic"}
+    assert "CPU" in doc["onnx_quant_default"]
+
+
+def test_no_partial_files_left(exported):
+    _, out = exported
+    assert not [p for p in os.listdir(out) if p.startswith(".")]
+
+
+def test_sensitivity_report_worst_first(exported):
+    report, out = exported
+    with open(out / "fmnist_int8_report.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) >= 5 and rows[0]["rank"] == "1"
+    errs = [float(r["rmse_over_scale"]) for r in rows]
+    assert errs == sorted(errs, reverse=True)
+    assert {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"} <= {r["op_name"] for r in rows}
+    assert "rmse/scale" in report.sensitivity_table
+
+
+def test_refuses_to_overwrite_without_force(run_dir, exported):
+    from edgekit.export import ExportError, ExportOptions, export_model
+
+    _, out = exported
+    before = (out / "fmnist_fp32.tflite").stat().st_mtime_ns
+    with pytest.raises(ExportError, match="fmnist_fp32.tflite.*--force"):
+        export_model(run_dir, ExportOptions(out_dir=out), log=lambda line: None)
+    assert (out / "fmnist_fp32.tflite").stat().st_mtime_ns == before
+
+
+def test_float_io_int8_and_nchw_onnx(run_dir, tmp_path):
+    from edgekit.export import ExportOptions, Format, Precision, export_model
+    from edgekit.runtime import Model, read_metadata
+
+    r = export_model(run_dir, ExportOptions(precisions=(Precision.INT8,), float_io=True, out_dir=tmp_path),
+                     log=lambda line: None)
+    assert str(Model(r.files[0].path).inputs[0].dtype) == "float32"
+    r = export_model(run_dir, ExportOptions(formats=(Format.ONNX,), nchw=True, out_dir=tmp_path / "nchw"),
+                     log=lambda line: None)
+    (f,) = r.files
+    assert list(Model(f.path).inputs[0].shape[1:]) == [1, 28, 28]
+    assert read_metadata(f.path).layout == "NCHW" and f.validation.agreement == 1.0
+
+
+def test_max_accuracy_drop_keeps_layers_float(run_dir, tmp_path):
+    from edgekit.export import ExportOptions, Precision, export_model
+
+    def int8(pp, out):
+        options = ExportOptions(precisions=(Precision.INT8,), out_dir=out, max_accuracy_drop=pp)
+        return export_model(run_dir, options, log=lambda line: None).files[0]
+
+    loose = int8(100.0, tmp_path / "loose")
+    assert loose.notes["kept_float"] == [] and loose.notes["reached"]
+    strict = int8(0.0, tmp_path / "strict")  # keeps layers until none is left or the gap closes
+    notes = strict.notes
+    assert notes["steps"][0]["kept"] == 0 and len(notes["steps"]) == len(notes["kept_float"]) + 1
+    assert notes["reached"] or len(notes["kept_float"]) >= 5
+    assert {"size_cost_bytes", "latency_ms", "plain_int8_latency_ms"} <= set(notes)
+
+
+def test_bare_keras_file_defaults_and_int8_needs_data(run_dir, tmp_path):
+    import shutil
+
+    from edgekit.export import ExportError, ExportOptions, Precision, export_model
+    from edgekit.runtime import read_metadata
+
+    shutil.copy(run_dir / "model.keras", tmp_path / "bare.keras")
+    r = export_model(tmp_path / "bare.keras", ExportOptions(), log=lambda line: None)
+    assert any("127.5" in w for w in r.warnings) and "random" in r.validation_source
+    assert read_metadata(tmp_path / "bare_fp32.tflite").preprocess.size == (28, 28)
+    with pytest.raises(ExportError, match="calibration data"):
+        export_model(tmp_path / "bare.keras", ExportOptions(precisions=(Precision.INT8,)), log=lambda line: None)
+    assert not (tmp_path / "bare_int8.tflite").exists()
+    r = export_model(tmp_path / "bare.keras",
+                     ExportOptions(precisions=(Precision.INT8,), calibration=str(SAMPLE), num_calibration=20),
+                     log=lambda line: None)
+    assert read_metadata(r.files[0].path).class_names[0] == "T-shirt/top"
+
+
+def test_choices_and_unsupported_pairs():
+    from edgekit.export import Format, Precision, get_target, parse_choices, select_targets
+
+    assert parse_choices("tflite, onnx,tflite", Format, "--format") == (Format.TFLITE, Format.ONNX)
+    with pytest.raises(ValueError, match="--quantize got 'int4'; expected one of fp32, fp16, dynamic, int8"):
+        parse_choices("fp32,int4", Precision, "--quantize")
+    with pytest.raises(ValueError, match="onnx fp16 is not supported: .*CPU"):
+        get_target("onnx", "fp16")
+    with pytest.raises(ValueError, match="onnx dynamic"):
+        select_targets([Format.ONNX], [Precision.DYNAMIC])
+    targets, skipped = select_targets([Format.TFLITE, Format.ONNX], [Precision.FP16])
+    assert [t.key for t in targets] == ["tflite/fp16"] and skipped[0][0] == "onnx/fp16"
+
+
+@pytest.mark.parametrize("machine, flags, want", [
+    ("x86_64", "fpu sse avx2 fma", ("qoperator", "uint8")),
+    ("x86_64", "avx2 avx512f avx512_vnni", ("qdq", "int8")),
+    ("x86_64", "avx2 avx_vnni", ("qdq", "int8")),
+    ("aarch64", "fp asimd asimddp", ("qdq", "int8")),
+])
+def test_default_onnx_quant_from_cpu(machine, flags, want):
+    from edgekit.export import default_onnx_quant
+    from edgekit.export.cpu import cpu_flags
+
+    parsed = cpu_flags(f"processor\t: 0\nflags\t\t: {flags}\n")
+    choice = default_onnx_quant(machine, parsed)
+    assert (choice.quant_format.value, choice.activation_type.value) == want
+    assert machine in choice.reason or "VNNI" in choice.reason or "vnni" in choice.reason
+
+
+def test_fp32_disagreement_is_not_written(tmp_path):
+    from edgekit.export import get_target
+    from edgekit.export.validate import Validation
+    from edgekit.export.writer import export_target
+
+    target = get_target("tflite", "fp32")
+    fake = type(target)(target.format, target.precision, lambda ctx: b"\x00" * 64, False, "fake")
+    ctx = type("Ctx", (), {"notes": {}})()
+    bad = Validation(samples=10, agreement=0.9, max_abs_diff=0.5, mean_abs_diff=0.1, accuracy=None)
+    r = export_target(fake, ctx, tmp_path / "m_fp32.tflite", lambda p: bad, strict=True, log=lambda s: None)
+    assert r.error and "max abs diff 0.5" in r.error
+    assert os.listdir(tmp_path) == []

@@ -1,0 +1,65 @@
+"""``edgekit export`` as a user runs it: a subprocess of ``main.main(args)``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+from test_export import run_dir  # noqa: F401 - the shared module fixture
+
+SAMPLE = REPO / "calibration" / "fashion-mnist"
+
+
+def _edgekit(*args, cwd=None):
+    code = "import sys; from edgekit.cli.main import main; main.main(sys.argv[1:])"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=cwd or REPO, timeout=300)
+
+
+def test_json_document_on_stdout(run_dir, tmp_path):  # noqa: F811
+    p = _edgekit("export", run_dir, "--format", "tflite,onnx", "--quantize", "fp32,int8",
+                 "--onnx-quant-format", "qoperator", "--onnx-activation-type", "uint8",
+                 "--num-validation", "50", "--out", tmp_path, "--json")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert [(f["format"], f["precision"]) for f in doc["files"]] == [
+        ("tflite", "fp32"), ("tflite", "int8"), ("onnx", "fp32"), ("onnx", "int8")]
+    for f in doc["files"]:
+        assert os.path.getsize(f["path"]) == f["size_bytes"] and f["ok"]
+        assert {"agreement", "max_abs_diff", "mean_abs_diff", "accuracy", "keras_accuracy", "seconds"} <= set(f)
+        assert f["validation_samples"] == 50
+    onnx_int8 = doc["files"][3]["notes"]
+    assert onnx_int8["quant_format"] == "qoperator" and onnx_int8["why"] == "chosen on the command line"
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "corrupt"])
+def test_bad_calibration_data_is_one_line_exit_2(run_dir, tmp_path, case):  # noqa: F811
+    data = tmp_path / "calib"
+    if case in ("empty", "corrupt"):
+        for k in ("a", "b"):
+            (data / k).mkdir(parents=True)
+            if case == "corrupt":
+                for i in range(3):
+                    (data / k / f"{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    out = tmp_path / "out"
+    p = _edgekit("export", run_dir, "--quantize", "int8", "--calibration", data, "--out", out)
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edgekit: error:"), p.stderr
+    assert not out.exists()
+
+
+def test_existing_file_needs_force(run_dir, tmp_path):  # noqa: F811
+    (tmp_path / "fmnist_fp32.tflite").write_bytes(b"old")
+    p = _edgekit("export", run_dir, "--out", tmp_path)
+    assert p.returncode == 2 and "fmnist_fp32.tflite" in p.stderr and "--force" in p.stderr
+    assert (tmp_path / "fmnist_fp32.tflite").read_bytes() == b"old"
+    p = _edgekit("export", run_dir, "--out", tmp_path, "--force")
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "fmnist_fp32.tflite").stat().st_size > 1000
