@@ -7,7 +7,6 @@ import csv
 import json
 import os
 
-import numpy as np
 import pytest
 
 from conftest import REPO

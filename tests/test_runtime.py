@@ -6,7 +6,6 @@ TFLite converter, ONNX with tf2onnx); TensorFlow is used only to make and check 
 
 from __future__ import annotations
 
-import gc
 import importlib.util
 import os
 import shutil
@@ -44,22 +43,6 @@ META = ModelMetadata(
 )
 
 
-@pytest.fixture(autouse=True)
-def _fresh_keras_session():
-    """Replaces conftest.py's per-test ``clear_session()`` + ``gc.collect()`` for this module.
-
-    With TensorFlow loaded each full collection costs ~0.3 s, which would triple this module's
-    run time; its Keras models are built once per module, so one clean-up at the end suffices.
-    """
-    yield
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _clean_up_keras_once():
-    yield
-    if "keras" in sys.modules:
-        sys.modules["keras"].backend.clear_session()
-    gc.collect()
 
 
 # -- building the test files (reused by the export engineer's recipe) ------------------------

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import gc
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -23,22 +21,6 @@ _QUIET = {"deadline": None, "database": None, "suppress_health_check": [HealthCh
 FUZZ = settings(max_examples=150, **_QUIET)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_keras_session():
-    """Replaces conftest.py's per-test ``clear_session()`` + ``gc.collect()`` for this module.
-
-    With TensorFlow loaded each full collection costs ~0.3 s, which would triple this module's
-    run time; its Keras models are built once per module, so one clean-up at the end suffices.
-    """
-    yield
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _clean_up_keras_once():
-    yield
-    if "keras" in sys.modules:
-        sys.modules["keras"].backend.clear_session()
-    gc.collect()
 
 
 @pytest.fixture(scope="module")

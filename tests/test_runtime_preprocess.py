@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import gc
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -20,22 +18,6 @@ SOURCE_SHAPES = [(7, 5), (16, 16), (33, 20), (3, 1), (1, 1), (61, 100)]
 TARGET_SIZES = [(16, 16), (5, 9), (1, 1), (31, 17), (96, 96)]
 
 
-@pytest.fixture(autouse=True)
-def _fresh_keras_session():
-    """Replaces conftest.py's per-test ``clear_session()`` + ``gc.collect()`` for this module.
-
-    With TensorFlow loaded each full collection costs ~0.3 s, which would triple this module's
-    run time; its Keras models are built once per module, so one clean-up at the end suffices.
-    """
-    yield
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _clean_up_keras_once():
-    yield
-    if "keras" in sys.modules:
-        sys.modules["keras"].backend.clear_session()
-    gc.collect()
 
 
 def _image(h: int, w: int, c: int, seed: int = 0) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import CliError, emit_json, quiet_tensorflow, run_checked, stdout_to_stderr
+from .common import emit_json, quiet_tensorflow, run_checked, stdout_to_stderr
 
 
 @click.command("train")

@@ -2,7 +2,7 @@
 validation, the atomic write and the log line.
 
 A file is first written under a hidden temporary name in the target folder
-(``.NAME.partial-XXXX.SUFFIX``), completed there (metadata, validation) and only then moved
+(``.NAME.partial-<random>.SUFFIX``), completed there (metadata, validation) and only then moved
 onto its final name with ``os.replace``; a killed export leaves at most a hidden partial file,
 never one that looks complete.
 """

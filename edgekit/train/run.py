@@ -15,7 +15,6 @@ uninterrupted run.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import sys
