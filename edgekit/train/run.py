@@ -33,10 +33,14 @@ from edgekit.runtime.spec import PreprocessSpec
 
 from .config import TrainConfig
 from .dataset import EpochData, images_are_grayscale
+from .precise_bn import PreciseBNValidation
 from .report import plot_curves
 from .runstate import EpochCheckpoint, atomic_save_model, atomic_write_text, load_checkpoint, read_state
 from .strategy import is_chief, make_strategy
 from .transfer import apply_freeze, is_run_dir, load_pretrained, read_run_metadata, unfreeze_all
+
+
+PRECISE_BN_IMAGES = 2048
 
 
 def log(msg: str) -> None:
@@ -106,8 +110,10 @@ class _Throughput(keras.callbacks.Callback):
 
 
 def _callbacks(cfg: TrainConfig, run_dir: Path, phase: str, n_images: int, chief: bool,
-               has_val: bool) -> list:
+               has_val: bool, precise_bn=None) -> list:
     cbs: list = [_Throughput(n_images)]
+    if precise_bn is not None:  # before the logger, early stopping and the checkpoint
+        cbs.append(precise_bn)
     if chief:
         cbs.append(keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True))
         if cfg.tensorboard:
@@ -158,6 +164,14 @@ def train(cfg: TrainConfig) -> dict:
     feed = EpochData(train_data, spec, cfg.batch_size, augment, pca, cfg.seed)
     val_feed = EpochData(val_data, spec, cfg.batch_size) if val_data is not None else None
     val_ds = val_feed.once() if val_feed is not None else None
+    precise_bn = None
+    if strategy.num_replicas_in_sync == 1:
+        # Precise BN (see precise_bn.py) from the first PRECISE_BN_IMAGES training images,
+        # unaugmented; validation then runs in the callback with those statistics.
+        calib = EpochData(train_data.subset(np.arange(min(len(train_data), PRECISE_BN_IMAGES))), spec,
+                          min(cfg.batch_size, 256)).once()
+        precise_bn = PreciseBNValidation(calib, val_ds)
+        val_ds = None
     phases = [("train", 0, cfg.epochs)]
     if cfg.fine_tune_epochs:
         phases.append(("fine-tune", cfg.epochs, cfg.epochs + cfg.fine_tune_epochs))
@@ -184,7 +198,8 @@ def train(cfg: TrainConfig) -> dict:
             begin = max(first, start)
             h = model.fit(feed.epochs(begin, last), epochs=last, initial_epoch=begin,
                           steps_per_epoch=feed.steps, validation_data=val_ds, shuffle=False,
-                          callbacks=_callbacks(cfg, run_dir, phase, len(train_data), chief, val_ds is not None),
+                          callbacks=_callbacks(cfg, run_dir, phase, len(train_data), chief,
+                                               val_ds is not None or val_feed is not None, precise_bn),
                           verbose=2 if not sys.stderr.isatty() else 1)
             for k, v in h.history.items():
                 history.setdefault(k, []).extend(float(x) for x in v)
