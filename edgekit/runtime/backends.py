@@ -8,6 +8,8 @@ TensorFlow only when neither LiteRT nor tflite_runtime is installed (or when ask
 
 from __future__ import annotations
 
+import importlib
+
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,9 +87,8 @@ def _import_backend(name: str):
         elif name == "tflite_runtime":
             from tflite_runtime.interpreter import Interpreter
         elif name == "tensorflow":
-            import tensorflow as tf  # last resort: heavy, and absent on most devices
-
-            Interpreter = tf.lite.Interpreter
+            # Last resort, imported only here: heavy, and absent on most devices.
+            Interpreter = importlib.import_module("tensorflow").lite.Interpreter
         else:
             import onnxruntime
 
