@@ -7,13 +7,13 @@ cd "$(dirname "$0")/.."
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
-if [ ! -d /usr/share/datasets/fashion-mnist ]; then
+if [ ! -d /usr/share/datasets/fashion-mnist ] || [ ! -x /usr/sbin/sshd ]; then
   if command -v apt-get >/dev/null 2>&1; then
     sudo=""
     if [ "$(id -u)" -ne 0 ]; then sudo="sudo -n"; fi
-    log "installing Debian's dataset-fashion-mnist (the official Fashion-MNIST files)"
-    if ! { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq dataset-fashion-mnist; } >&2; then
-      log "could not install dataset-fashion-mnist; tests that need it will skip, training on it will say so"
+    log "installing Debian's dataset-fashion-mnist (the official Fashion-MNIST files) and openssh-server/-client (the loopback test of 'edgekit profile --remote')"
+    if ! { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq dataset-fashion-mnist openssh-server openssh-client; } >&2; then
+      log "could not install dataset-fashion-mnist/openssh-server; tests that need them will skip, training on Fashion-MNIST will say so"
     fi
   else
     log "no apt-get: Fashion-MNIST files not installed; the shipped sample in calibration/ still works"

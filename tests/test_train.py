@@ -136,49 +136,207 @@ def test_evaluate_tta_and_ensemble(sample_npz, tmp_path):
         evaluate([str(tmp_path / "a")], data, "test", "5crop")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# Strategies. A data-parallel run of a model without batch norm computes the same global-batch
+# gradients as one device (the pipeline gives every worker the same epoch-addressed batches, each
+# keeps its share), so its losses must equal the single-device run's up to summation order.
+STRATEGY_RUN = dict(arch="lenet5", epochs=2, batch_size=32, augment="flip,crop", tensorboard=False)
 
 
-STRATEGY_SCRIPT = textwrap.dedent("""
+@pytest.fixture(scope="module")
+def single_device_history(sample_npz, tmp_path_factory):
+    return train(TrainConfig(data=sample_npz, out=str(tmp_path_factory.mktemp("one") / "run"),
+                             **STRATEGY_RUN))["history"]
+
+
+def _assert_same_training(history, reference):
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(history[key], reference[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:  # all bound at once, so the ports differ
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _communicate_all(procs, timeout: float) -> list[tuple[str, str]]:
+    """Outputs of every process; on a timeout (a worker waiting for a dead peer) kill them all."""
+    try:
+        return [p.communicate(timeout=timeout) for p in procs]
+    except subprocess.TimeoutExpired:
+        for p in procs:
+            p.kill()
+        outs = [p.communicate() for p in procs]
+        pytest.fail("workers timed out:\n" + "\n---\n".join(se[-2000:] for _, se in outs))
+
+
+MIRRORED_SCRIPT = textwrap.dedent("""
     import os, sys, json
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * int(sys.argv[4]))
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from edgekit.train import TrainConfig, train
-    meta = train(TrainConfig("lenet5", sys.argv[1], sys.argv[2], epochs=1, batch_size=32,
-                             strategy=sys.argv[3], tensorboard=False, augment="none"))
-    print(json.dumps({"replicas": meta["replicas"], "loss": meta["history"]["loss"]}))
+    meta = train(TrainConfig(data=sys.argv[1], out=sys.argv[2], strategy="mirrored", **json.loads(sys.argv[3])))
+    print(json.dumps({"replicas": meta["replicas"], "history": meta["history"]}))
 """)
 
 
-def test_mirrored_strategy_on_two_logical_cpus(sample_npz, tmp_path):
-    out = subprocess.run([sys.executable, "-c", STRATEGY_SCRIPT, sample_npz, str(tmp_path / "m"), "mirrored", "2"],
-                         capture_output=True, text=True, timeout=300, cwd=REPO)
+def test_mirrored_strategy_on_two_logical_cpus(sample_npz, tmp_path, single_device_history):
+    out = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, sample_npz, str(tmp_path / "m"),
+                          json.dumps(STRATEGY_RUN)], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["replicas"] == 2 and np.isfinite(result["loss"][0])
+    assert result["replicas"] == 2
+    _assert_same_training(result["history"], single_device_history)
     assert (tmp_path / "m" / "model.keras").is_file()
 
 
-@pytest.mark.xfail(strict=True, reason="Keras 3.15 + TF 2.21: fit() under MultiWorkerMirroredStrategy fails in "
-                   "the train step ('Attempt to convert a value (PerReplica...)'); open in issue 3")
-def test_multiworker_strategy_two_processes_on_loopback(sample_npz, tmp_path):
-    ports = [_free_port(), _free_port()]
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+def _run_workers(cmd: list[str], n: int, **env) -> list[dict]:
+    """Run ``cmd`` as ``n`` workers of one loopback cluster; the JSON on each one's stdout."""
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(n)]}
     procs = []
-    for i in range(2):
-        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}))
-        procs.append(subprocess.Popen([sys.executable, "-c", STRATEGY_SCRIPT, sample_npz, str(tmp_path / "mw"),
-                                       "multiworker", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True, env=env, cwd=REPO))
-    outs = [p.communicate(timeout=300) for p in procs]
-    for p, (so, se) in zip(procs, outs):
+    for i in range(n):
+        task_env = dict(os.environ, **env,
+                        TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}))
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      env=task_env, cwd=REPO))
+    outs = _communicate_all(procs, timeout=300)
+    for p, (_, se) in zip(procs, outs):
         assert p.returncode == 0, se[-2000:]
-    results = [json.loads(so.strip().splitlines()[-1]) for so, _ in outs]
-    assert all(r["replicas"] == 2 for r in results)
-    assert results[0]["loss"] == pytest.approx(results[1]["loss"])  # one model, trained together
-    assert (tmp_path / "mw" / "model.keras").is_file()
+    return [json.loads(so) for so, _ in outs]  # --json: stdout is one JSON document
+
+
+def _cli_train(run, sample_npz, **options) -> list[str]:
+    args = [f"--{k.replace('_', '-')}={v}" for k, v in options.items()]
+    return [sys.executable, "-m", "edgekit.cli", "train", STRATEGY_RUN["arch"], "--data", sample_npz,
+            "--out", str(run), "--batch-size", str(STRATEGY_RUN["batch_size"]),
+            "--augment", STRATEGY_RUN["augment"], "--strategy", "multiworker", "--json", *args]
+
+
+def test_multiworker_strategy_two_processes_on_loopback(sample_npz, tmp_path, single_device_history):
+    """Two `edgekit train --strategy multiworker --json` processes, one TF_CONFIG task each."""
+    run, scratch = tmp_path / "mw", tmp_path / "scratch"
+    scratch.mkdir()
+    results = _run_workers(_cli_train(run, sample_npz, epochs=STRATEGY_RUN["epochs"]), 2, TMPDIR=str(scratch))
+    assert [r["replicas"] for r in results] == [2, 2]
+    for r in results:  # one model trained together, equal to the one-device run
+        _assert_same_training(r["history"], single_device_history)
+    # Only the chief (worker 0) wrote the run; worker 1 checkpointed into a temporary
+    # directory that it removed.
+    assert sorted(x.name for x in run.iterdir()) == ["curve.png", "edgekit.json", "history.csv",
+                                                     "model.keras", "tensorboard"]
+    assert len((run / "history.csv").read_text().splitlines()) == 1 + STRATEGY_RUN["epochs"]
+    assert not any(scratch.iterdir())
+
+
+CUT_AFTER_FIRST_EPOCH = textwrap.dedent("""
+    import json, runpy, sys
+    from edgekit.train import runstate
+
+    class Cut(BaseException):  # passes through the CLI's error handling, as a kill would
+        pass
+
+    original = runstate.EpochCheckpoint.on_epoch_end
+
+    def cut_after_first(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if epoch == 0:
+            raise Cut
+
+    runstate.EpochCheckpoint.on_epoch_end = cut_after_first
+    sys.argv = ["edgekit", *sys.argv[1:]]
+    try:
+        runpy.run_module("edgekit.cli", run_name="__main__")
+    except Cut:
+        print(json.dumps({"cut": 1}))
+""")
+
+
+@pytest.mark.slow
+def test_multiworker_resume_equals_uninterrupted_one_device(sample_npz, tmp_path):
+    """Both workers stop after epoch 1; `--resume` on both reloads the chief's checkpoint
+    and finishes as an uninterrupted one-device run would have."""
+    reference = train(TrainConfig(data=sample_npz, out=str(tmp_path / "one"), **{**STRATEGY_RUN, "epochs": 3}))
+    run = tmp_path / "mw"
+    cmd = _cli_train(run, sample_npz, epochs=3)
+    cut = _run_workers([sys.executable, "-c", CUT_AFTER_FIRST_EPOCH, *cmd[3:]], 2)
+    assert cut == [{"cut": 1}, {"cut": 1}] and runstate.read_state(run)["epoch"] == 1
+    results = _run_workers([*cmd, "--resume"], 2)
+    for r in results:
+        assert r["epochs_run_this_invocation"] == 2
+        _assert_same_training(r["history"], {k: v[1:] for k, v in reference["history"].items()})
+    assert len((run / "history.csv").read_text().splitlines()) == 1 + 3
+
+
+@pytest.mark.parametrize("tf_config, match", [
+    (None, "needs TF_CONFIG"),
+    ("{cluster", "not valid JSON"),
+    ('{"cluster": {"worker": ["127.0.0.1:1"]}}', "TF_CONFIG got"),
+])
+def test_multiworker_needs_a_valid_tf_config(monkeypatch, tf_config, match):
+    from edgekit.train.strategy import make_strategy
+
+    if tf_config is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", tf_config)
+    with pytest.raises(ValueError, match=match):
+        make_strategy("multiworker")
+
+
+PRECISE_BN_SCRIPT = textwrap.dedent("""
+    import os, json
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    import numpy as np, tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    from edgekit.train.precise_bn import batchnorm_layers, recompute_batchnorm
+
+    def net():
+        keras.utils.set_random_seed(0)
+        return keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3),
+                                 keras.layers.BatchNormalization(), keras.layers.ReLU(),
+                                 keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])
+
+    batches = [np.random.default_rng(i).normal(3.0, 2.0, (16, 8, 8, 1)).astype("float32") for i in range(3)]
+    one = net()
+    recompute_batchnorm(one, batches)
+    strategy = tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
+    with strategy.scope():
+        mirrored = net()
+        recompute_batchnorm(mirrored, batches)
+    bn_one, bn_mirrored = batchnorm_layers(one)[0], batchnorm_layers(mirrored)[0]
+    copies = [v.numpy().tolist() for v in bn_mirrored.moving_variance.value.values]
+    print(json.dumps({"one": bn_one.moving_variance.numpy().tolist(), "copies": copies,
+                      "initial": np.ones(4).tolist()}))
+""")
+
+
+def test_precise_bn_under_mirrored_strategy_sets_every_replica(tmp_path):
+    """Precise BN runs under every strategy: in cross-replica context, assigning the moving
+    statistics sets each replica's copy, to what one device computes from the same batches."""
+    out = subprocess.run([sys.executable, "-c", PRECISE_BN_SCRIPT], capture_output=True, text=True,
+                         timeout=300, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(result["copies"]) == 2
+    assert not np.allclose(result["one"], result["initial"])  # the statistics did change
+    for copy in result["copies"]:
+        np.testing.assert_allclose(copy, result["one"], rtol=1e-5)
+
+
+def test_curve_png_without_validation_columns(tmp_path):
+    """--val-fraction 0: Keras' CSVLogger writes NA for val_*; the curve still draws."""
+    from edgekit.train.report import plot_curves
+
+    csv_path = tmp_path / "history.csv"
+    csv_path.write_text("epoch,accuracy,loss,val_accuracy,val_loss\n0,0.5,1.2,NA,NA\n1,0.7,0.8,NA,NA\n")
+    plot_curves(csv_path, tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

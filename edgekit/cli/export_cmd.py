@@ -27,6 +27,9 @@ _METHODS = ["minmax", "entropy", "percentile"]
 @click.option("--calibration-method", type=click.Choice(_METHODS), default="minmax", show_default=True,
               help="Activation range method for ONNX int8 (TFLite always uses min/max).")
 @click.option("--float-io", is_flag=True, help="TFLite int8: keep float32 input and output tensors.")
+@click.option("--int8-head", type=click.Choice(["float", "int8"]), default="float", show_default=True,
+              help="int8: run the classifier (fully connected + softmax) on float activations with int8 "
+                   "weights (TFLite hybrid ops; ONNX float nodes), or fully in int8.")
 @click.option("--nchw", is_flag=True, help="ONNX: take NCHW input (a transpose is added).")
 @click.option("--onnx-quant-format", type=click.Choice(["qdq", "qoperator"]), default=None,
               help="ONNX int8 format  [default: chosen from this CPU]")
@@ -42,7 +45,7 @@ _METHODS = ["minmax", "entropy", "percentile"]
 @click.option("--force", is_flag=True, help="Overwrite existing files.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 def export_command(model: Path, formats: str, precisions: str, calibration, num_calibration,
-                   calibration_method: str, float_io: bool, nchw: bool, onnx_quant_format, onnx_activation_type,
+                   calibration_method: str, float_io: bool, int8_head: str, nchw: bool, onnx_quant_format, onnx_activation_type,
                    num_validation: int, report: bool, max_accuracy_drop, out_dir, force: bool, as_json: bool) -> int:
     """Export MODEL (a run folder or a .keras file) to TFLite and/or ONNX, validated.
 
@@ -58,7 +61,7 @@ def export_command(model: Path, formats: str, precisions: str, calibration, num_
             formats=parse_choices(formats, Format, "--format"),
             precisions=parse_choices(precisions, Precision, "--quantize"),
             out_dir=out_dir, calibration=calibration, num_calibration=num_calibration,
-            calibration_method=CalibrationMethod(calibration_method), float_io=float_io, nchw=nchw,
+            calibration_method=CalibrationMethod(calibration_method), float_io=float_io, int8_head=int8_head, nchw=nchw,
             onnx_quant_format=OnnxQuantFormat(onnx_quant_format) if onnx_quant_format else None,
             onnx_activation_type=ActivationType(onnx_activation_type) if onnx_activation_type else None,
             num_validation=num_validation, force=force, report=report, max_accuracy_drop=max_accuracy_drop))

@@ -7,9 +7,12 @@ import sys
 import click
 
 from .. import __version__
+from .benchmark_cmd import benchmark_command
 from .common import CliError
 from .export_cmd import export_command
 from .models_cmd import models_command, summary_command
+from .predict_cmd import predict_command
+from .profile_cmd import profile_command
 from .quickstart_cmd import quickstart_command
 from .train_cmd import augment_command, evaluate_command, train_command
 
@@ -48,6 +51,9 @@ main.add_command(models_command)
 main.add_command(summary_command)
 main.add_command(quickstart_command)
 main.add_command(export_command)
+main.add_command(predict_command)
+main.add_command(profile_command)
+main.add_command(benchmark_command)
 main.add_command(train_command)
 main.add_command(augment_command)
 main.add_command(evaluate_command)

@@ -17,8 +17,14 @@ from .common import emit_json, quiet_tensorflow, run_checked, stdout_to_stderr
 @click.option("--alpha", type=float, default=None, help="Width multiplier (MobileNet).")
 @click.option("--epochs", type=click.IntRange(1), default=15, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=128, show_default=True)
-@click.option("--lr", type=float, default=2e-3, show_default=True, help="Peak learning rate (cosine decay).")
-@click.option("--augment", default="flip,crop", show_default=True,
+@click.option("--lr", type=float, default=3e-3, show_default=True, help="Peak learning rate (cosine decay).")
+@click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+              help="Label smoothing of the cross-entropy (0: off).")
+@click.option("--weight-decay", type=click.FloatRange(0), default=1e-4, show_default=True,
+              help="AdamW decoupled weight decay.")
+@click.option("--warmup-epochs", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="Linear learning-rate warm-up before the cosine decay.")
+@click.option("--augment", default="flip", show_default=True,
               help="Comma list of flip, crop, rotate, shear, color, pca; or none.")
 @click.option("--weights", default=None, help="Pretrained: an edgekit run dir, .keras, or keras.applications .h5.")
 @click.option("--freeze", default=None, help="Freeze the first K layers, or all-but-head.")
@@ -35,7 +41,7 @@ from .common import emit_json, quiet_tensorflow, run_checked, stdout_to_stderr
 @click.option("--limit", type=click.IntRange(2), default=None, help="Use only N training images.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the run metadata as one JSON document.")
-def train_command(arch, data, out, input_size, channels, alpha, epochs, batch_size, lr, augment,
+def train_command(arch, data, out, input_size, channels, alpha, epochs, batch_size, lr, label_smoothing, weight_decay, warmup_epochs, augment,
                   weights, freeze, fine_tune_epochs, mixed_precision, strategy, resume, split,
                   val_fraction, early_stopping, limit, seed, as_json):
     """Train ARCH (a zoo name) on labelled images; write the run to --out."""
@@ -44,7 +50,8 @@ def train_command(arch, data, out, input_size, channels, alpha, epochs, batch_si
         from ..train import FreezeSpec, TrainConfig, train
         cfg = run_checked(TrainConfig, arch=arch, data=data, out=out, input_size=input_size,
                           channels=None if channels is None else int(channels), alpha=alpha,
-                          epochs=epochs, batch_size=batch_size, lr=lr, augment=augment,
+                          epochs=epochs, batch_size=batch_size, lr=lr, label_smoothing=label_smoothing, warmup_epochs=warmup_epochs, weight_decay=weight_decay,
+                          augment=augment,
                           weights=weights, freeze=run_checked(FreezeSpec.parse, freeze),
                           fine_tune_epochs=fine_tune_epochs, mixed_precision=mixed_precision,
                           strategy=strategy, resume=resume, split=split, val_fraction=val_fraction,

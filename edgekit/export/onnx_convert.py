@@ -5,10 +5,21 @@ The float graph is NHWC as trained; ``nchw`` puts a transpose in front so the fi
 input. int8 runs ``quant_pre_process`` (graph optimisation and shape inference) and then
 ``quantize_static`` with per-channel weights, the chosen calibration method and a
 CalibrationDataReader over the same calibration batches TFLite uses.
+
+``compact`` then removes what the quantizer leaves behind but no runtime reads: the
+``value_info`` of ``quant_pre_process``'s shape inference (onnxruntime infers shapes at load),
+the all-zero int32 zero points of bias DequantizeLinear nodes (0 is the ONNX default,
+https://onnx.ai/onnx/operators/onnx__DequantizeLinear.html), byte-identical copies of an
+initializer (activation scales and zero points repeat), initializers no node reads and
+opset imports of domains no node uses. int8 weight zero points stay although they are zero
+too: onnxruntime 1.32 only fuses DequantizeLinear -> Gemm into QGemm when the weight's
+zero point is given.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -71,29 +82,233 @@ _METHODS = {CalibrationMethod.MINMAX: "MinMax", CalibrationMethod.ENTROPY: "Entr
 
 
 def convert_int8(ctx: ConversionContext) -> bytes:
-    from onnxruntime import quantization as q
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     opts = ctx.options
     auto = default_onnx_quant()
     fmt = opts.onnx_quant_format or auto.quant_format
     act = opts.onnx_activation_type or auto.activation_type
-    explicit = opts.onnx_quant_format is not None and opts.onnx_activation_type is not None
-    ctx.notes["onnx/int8"] = {
+    notes = ctx.notes["onnx/int8"] = {
         "quant_format": fmt.value, "activation_type": act.value, "weight_type": "int8", "per_channel": True,
-        "calibration_method": opts.calibration_method.value,
-        "why": "chosen on the command line" if explicit else auto.reason,
+        "calibration_method": opts.calibration_method.value, "float_head": opts.int8_head == "float",
+        "why": _why(opts.onnx_quant_format,
+                                                                          opts.onnx_activation_type, auto.reason),
     }
+    data = quantize(ctx, fmt, act)
+    if opts.int8_head == "float":
+        data, notes["int8_weight_float_nodes"] = int8_weights_for_float_head(data)
+    data, removed = compact(data)
+    notes["compacted"] = asdict(removed)
+    return data
+
+
+def _why(fmt: OnnxQuantFormat | None, act: ActivationType | None, default_reason: str) -> str:
+    given = [name for name, value in (("quant format", fmt), ("activation type", act)) if value is not None]
+    if len(given) == 2:
+        return "chosen on the command line"
+    if given:
+        return f"{given[0]} chosen on the command line, the rest by default ({default_reason})"
+    return default_reason
+
+
+def quantize(ctx: ConversionContext, fmt: OnnxQuantFormat, act: ActivationType) -> bytes:
+    """onnxruntime's static quantization of the float graph, as its quantizer writes it."""
+    from onnxruntime import quantization as q
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
     work = ctx.workdir
     (work / "float.onnx").write_bytes(ctx.onnx_float)
     # sympy (needed for symbolic shape inference) is not an edgekit dependency; shapes here
     # are static apart from the batch, which onnx's own shape inference handles.
     quant_pre_process(str(work / "float.onnx"), str(work / "pre.onnx"), skip_symbolic_shape=True)
     q.quantize_static(
-        str(work / "pre.onnx"), str(work / "int8.onnx"), _Reader(ctx.require_calibration(), opts.nchw),
+        str(work / "pre.onnx"), str(work / "int8.onnx"), _Reader(ctx.require_calibration(), ctx.options.nchw),
         quant_format=q.QuantFormat.QDQ if fmt is OnnxQuantFormat.QDQ else q.QuantFormat.QOperator,
         activation_type=q.QuantType.QInt8 if act is ActivationType.INT8 else q.QuantType.QUInt8,
         weight_type=q.QuantType.QInt8, per_channel=True,
-        calibrate_method=getattr(q.CalibrationMethod, _METHODS[opts.calibration_method]),
+        calibrate_method=getattr(q.CalibrationMethod, _METHODS[ctx.options.calibration_method]),
+        nodes_to_exclude=classifier_nodes(work / "pre.onnx") if ctx.options.int8_head == "float" else [],
     )
     return (work / "int8.onnx").read_bytes()
+
+
+HEAD_OPS = ("MatMul", "Gemm", "Softmax")
+
+
+def int8_weights_for_float_head(data: bytes) -> tuple[bytes, int]:
+    """Store the float classifier's constant weights as int8 + DequantizeLinear (per output unit).
+
+    The head then computes in float from int8-stored weights, so the file stays about as
+    small as a fully int8 one (MobileNetV2 1.0/224's 1280x1000 classifier would otherwise add
+    3.8 MB of float weights).
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load_from_string(data)
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    changed = 0
+    for node in list(graph.node):
+        if node.op_type not in ("MatMul", "Gemm") or len(node.input) < 2 or node.input[1] not in inits:
+            continue
+        w = numpy_helper.to_array(inits[node.input[1]])
+        if w.dtype != np.float32 or w.ndim != 2:
+            continue
+        trans_b = node.op_type == "Gemm" and any(a.name == "transB" and a.i for a in node.attribute)
+        axis = 0 if trans_b else 1  # the output-unit axis of B
+        peak = np.max(np.abs(w), axis=1 - axis)
+        scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+        shape = (-1, 1) if axis == 0 else (1, -1)
+        q = np.clip(np.rint(w / scale.reshape(shape)), -127, 127).astype(np.int8)
+        base = node.input[1]
+        graph.initializer.extend([numpy_helper.from_array(q, base + "_int8"),
+                                  numpy_helper.from_array(scale, base + "_scale"),
+                                  numpy_helper.from_array(np.zeros_like(scale, np.int8), base + "_zero_point")])
+        graph.node.insert(list(graph.node).index(node), helper.make_node(
+            "DequantizeLinear", [base + "_int8", base + "_scale", base + "_zero_point"], [base + "_dequantized"],
+            name=base + "_DequantizeLinear", axis=axis))
+        node.input[1] = base + "_dequantized"
+        changed += 1
+    return (model.SerializeToString() if changed else data), changed
+
+
+def classifier_nodes(path: Path) -> list[str]:
+    """Fully connected (MatMul/Gemm, with the bias Add after a MatMul) and Softmax nodes.
+
+    Left float by ``--int8-head float``: an int8 logits tensor ties classes whose logits are
+    closer than one quantization step (see ``edgekit.export.float_head``).
+    """
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    head = [n for n in graph.node if n.op_type in HEAD_OPS]
+    matmul_out = {o for n in head if n.op_type == "MatMul" for o in n.output}
+    head += [n for n in graph.node if n.op_type == "Add" and matmul_out.intersection(n.input)]
+    return [n.name for n in head]
+
+
+@dataclass(frozen=True)
+class Compaction:
+    """What ``compact`` removed (counts of each kind) and the bytes it saved."""
+
+    value_info: int = 0
+    bias_zero_points: int = 0
+    unused_initializers: int = 0
+    duplicate_initializers: int = 0
+    opset_imports: int = 0
+    saved_bytes: int = 0
+
+
+def compact(data: bytes) -> tuple[bytes, Compaction]:
+    """A quantized ONNX model without the parts no runtime reads (see the module docstring).
+
+    Only entries that cannot change a result are removed; ``onnx.checker`` runs on the result.
+    """
+    import onnx
+
+    model = onnx.load_from_string(data)
+    graph = model.graph
+    value_info = len(graph.value_info)
+    del graph.value_info[:]
+    zero_points = _drop_bias_zero_points(graph)
+    unused = _drop_unused_initializers(graph)
+    duplicates = _merge_duplicate_initializers(graph)
+    opsets = _drop_unused_opsets(model)
+    onnx.checker.check_model(model)
+    out = model.SerializeToString()
+    return out, Compaction(value_info, zero_points, unused, duplicates, opsets, len(data) - len(out))
+
+
+def _initializers(graph) -> dict:
+    return {t.name: t for t in graph.initializer}
+
+
+def _drop_bias_zero_points(graph) -> int:
+    """Drop the zero-point input of DequantizeLinear nodes of constant int32 (bias) tensors when
+    it is all zeros, the default it then takes."""
+    import onnx
+    from onnx import numpy_helper
+
+    inits = _initializers(graph)
+    dropped = 0
+    for node in graph.node:
+        if node.op_type != "DequantizeLinear" or node.domain not in ("", "ai.onnx") or len(node.input) != 3:
+            continue
+        x, zp = inits.get(node.input[0]), inits.get(node.input[2])
+        if x is None or zp is None or x.data_type != onnx.TensorProto.INT32:
+            continue
+        if not numpy_helper.to_array(zp).any():
+            del node.input[2]
+            dropped += 1
+    return dropped
+
+
+def _merge_duplicate_initializers(graph) -> int:
+    """Point every reader of a byte-identical copy of an initializer at the first one."""
+    import onnx
+
+    first: dict[bytes, str] = {}
+    rename: dict[str, str] = {}
+    keep = []
+    pinned = _io_names(graph)  # an initializer that is also a graph input can be overridden
+    for t in graph.initializer:
+        bare = onnx.TensorProto()
+        bare.CopyFrom(t)
+        bare.name = ""
+        key = bare.SerializeToString()
+        if key in first and t.name not in pinned:
+            rename[t.name] = first[key]
+        else:
+            if t.name not in pinned:
+                first.setdefault(key, t.name)
+            keep.append(t)
+    if rename:
+        for node in _nodes(graph):
+            for i, name in enumerate(node.input):
+                if name in rename:
+                    node.input[i] = rename[name]
+        _replace(graph.initializer, keep)
+    return len(rename)
+
+
+def _drop_unused_initializers(graph) -> int:
+    used = {name for node in _nodes(graph) for name in node.input} | _io_names(graph)
+    keep = [t for t in graph.initializer if t.name in used]
+    removed = len(graph.initializer) - len(keep)
+    if removed:
+        _replace(graph.initializer, keep)
+    return removed
+
+
+def _drop_unused_opsets(model) -> int:
+    used = {n.domain or "" for n in _nodes(model.graph)} | {"", "ai.onnx"}
+    for function in model.functions:
+        used |= {function.domain} | {n.domain or "" for n in function.node}
+    keep = [o for o in model.opset_import if (o.domain or "") in used]
+    removed = len(model.opset_import) - len(keep)
+    if removed:
+        _replace(model.opset_import, keep)
+    return removed
+
+
+def _nodes(graph):
+    """Every node of ``graph`` and of its subgraphs (If/Loop bodies read outer initializers)."""
+    import onnx
+
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from _nodes(attr.g)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for sub in attr.graphs:
+                    yield from _nodes(sub)
+
+
+def _io_names(graph) -> set[str]:
+    return {v.name for v in graph.input} | {v.name for v in graph.output}
+
+
+def _replace(field, items) -> None:
+    items = list(items)
+    del field[:]
+    field.extend(items)

@@ -78,6 +78,7 @@ class ExportOptions:
     num_calibration: int | None = None  # default: min(300, images available)
     calibration_method: CalibrationMethod = CalibrationMethod.MINMAX
     float_io: bool = False  # TFLite int8: keep float32 input/output tensors
+    int8_head: str = "float"  # int8: "float" keeps FC + softmax out of int8 activations; "int8"
     nchw: bool = False  # ONNX: NCHW input (a transpose in front of the NHWC graph)
     onnx_quant_format: OnnxQuantFormat | None = None  # None: chosen from the CPU
     onnx_activation_type: ActivationType | None = None  # None: chosen from the CPU
@@ -92,5 +93,7 @@ class ExportOptions:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} got {value!r}; expected an integer >= 1")
+        if self.int8_head not in ("float", "int8"):
+            raise ValueError(f"int8_head got {self.int8_head!r}; expected float or int8")
         if self.max_accuracy_drop is not None and not self.max_accuracy_drop >= 0:
             raise ValueError(f"max_accuracy_drop got {self.max_accuracy_drop!r}; expected a number >= 0")

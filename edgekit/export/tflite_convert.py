@@ -74,4 +74,8 @@ def convert_int8(ctx: ConversionContext) -> bytes:
         from .sensitivity import selective_int8
 
         return selective_int8(ctx)
+    if ctx.options.int8_head == "float":
+        from .float_head import convert_float_head
+
+        return convert_float_head(ctx)
     return int8_converter(ctx).convert()

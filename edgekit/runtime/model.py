@@ -11,7 +11,9 @@ Imports numpy and the inference backend only (see :mod:`edgekit.runtime.backends
 
 from __future__ import annotations
 
+import importlib
 import os
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -24,6 +26,21 @@ from .files import open_model_file
 from .metadata import parse_metadata
 from .preprocess import preprocess as _preprocess
 from .spec import ModelMetadata
+
+
+def _clip_ufunc():
+    """The ufunc behind ``np.clip``. np.clip reaches it through three Python frames, which cost
+    ~40 us per predict when run with caches cold after an invoke (benchmarks/
+    runtime_predict_overhead.py); falls back to np.clip where numpy moves it."""
+    for module in ("numpy._core.umath", "numpy.core.umath"):  # numpy 2, numpy 1
+        try:
+            return importlib.import_module(module).clip
+        except (ImportError, AttributeError):
+            continue
+    return np.clip
+
+
+_clip = _clip_ufunc()
 
 
 class _Input:
@@ -40,33 +57,61 @@ class _Input:
             limits = np.iinfo(info.dtype)
             self.scale = np.float32(self.quant.scale)
             self.zero_point = np.float32(self.quant.zero_point)
-            self.qmin, self.qmax = float(limits.min), float(limits.max)
+            self.qmin, self.qmax = np.float32(limits.min), np.float32(limits.max)
+        # Quantization scratch, one pair per thread: predict runs outside the engine's lock and
+        # several threads may share a Model.
+        self._scratch = threading.local()
 
     def convert(self, value) -> np.ndarray:
         array = value if isinstance(value, np.ndarray) else np.asarray(value)
+        if self.quant is not None and array.dtype == self.dtype:  # already quantized: fed as is
+            self._check_shape(array)
+            return array if array.flags.c_contiguous else np.ascontiguousarray(array)
         self._check(array)
-        if self.quant is not None:  # q = clip(rint(x / scale + zero_point)), in place after one copy
-            q = np.divide(array, self.scale, dtype=np.float32)
-            q += self.zero_point
-            np.rint(q, out=q)
-            np.clip(q, self.qmin, self.qmax, out=q)
-            return q.astype(self.dtype)
+        if self.quant is not None:
+            return self._quantize(array)
         if array.dtype != self.dtype:
             array = array.astype(self.dtype)
         return array if array.flags.c_contiguous else np.ascontiguousarray(array)
+
+    def _quantize(self, array: np.ndarray) -> np.ndarray:
+        """q = clip(rint(x / scale + zero_point)) in this thread's reused buffers (no allocation;
+        the returned array is overwritten by this thread's next call, after the engine copied
+        it). A true divide, as documented: multiplying by 1/scale is ~10 us faster on a
+        224x224x3 input but rounds about one value in a million differently."""
+        work, out = self._buffers(array.shape)
+        np.divide(array, self.scale, out=work, dtype=np.float32)
+        if self.zero_point:
+            np.add(work, self.zero_point, out=work)
+        np.rint(work, out=work)
+        _clip(work, self.qmin, self.qmax, out=work)
+        np.copyto(out, work, casting="unsafe")
+        return out
+
+    def _buffers(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        pair = getattr(self._scratch, "pair", None)
+        if pair is None or pair[0].shape != shape:  # only the last shape is kept
+            pair = self._scratch.pair = (np.empty(shape, np.float32), np.empty(shape, self.dtype))
+        return pair
 
     def _check(self, array: np.ndarray) -> None:
         name = self.info.name
         if self.wants_float and array.dtype.kind != "f":
             what = "quantized (%s) " % self.dtype if self.quant is not None else ""
+            already = f", or {self.dtype} values already quantized" if self.quant is not None else ""
             raise RuntimeModelError(
                 f"input {name!r} got dtype {array.dtype}; expected floating point values for this "
-                f"{what}{self.dtype} input, prepared as the model expects (see Model.preprocess)"
+                f"{what}{self.dtype} input, prepared as the model expects (see Model.preprocess){already}"
             )
         if not self.wants_float and not np.can_cast(array.dtype, self.dtype, "same_kind"):
             raise RuntimeModelError(f"input {name!r} got dtype {array.dtype}; expected {self.dtype}")
+        self._check_shape(array)
+
+    def _check_shape(self, array: np.ndarray) -> None:
         if not self._shape_ok(array.shape):
-            raise RuntimeModelError(f"input {name!r} got shape {array.shape}; expected {self.info.shape}")
+            raise RuntimeModelError(
+                f"input {self.info.name!r} got shape {array.shape}; expected {self.info.shape}"
+            )
 
     def _shape_ok(self, shape: tuple[int, ...]) -> bool:
         if len(shape) != self.rank or (shape and shape[0] < 1):
@@ -123,18 +168,22 @@ class Model:
 
         ``x``: one array for a single-input model, a list/tuple with one array per input (in
         ``inputs`` order), or a dict keyed by input name. The leading axis is the batch; any
-        batch size works. Quantized (int8/uint8) inputs are quantized with the file's scale and
-        zero point; quantized outputs come back dequantized to float32. Returns one array for
-        a single-output model, else a dict output name -> array.
+        batch size works. Float values for a quantized (int8/uint8) input are quantized with the
+        file's scale and zero point, ``clip(rint(x / scale + zero_point))``; an array already in
+        that input's dtype (int8 for an int8 input) is taken as quantized and fed unchanged.
+        Quantized outputs come back dequantized to float32. Returns one array for a
+        single-output model, else a dict output name -> array.
         """
         arrays = [slot.convert(value) for slot, value in zip(self._slots, self._bind(x))]
         raw = self._run_batched(arrays)
-        outs = [r if q is None else (r.astype(np.float32) - q[1]) * q[0] for r, q in zip(raw, self._out_quant)]
+        outs = [r if q is None else _dequantize(r, *q) for r, q in zip(raw, self._out_quant)]
         return outs[0] if len(outs) == 1 else dict(zip(self._out_names, outs))
 
     def _bind(self, x) -> list:
-        n, names = len(self._slots), ", ".join(self._by_name)
-        has = f"the model has {n} input{'s' if n != 1 else ''} ({names})"
+        n = len(self._slots)
+        if n == 1 and isinstance(x, np.ndarray):  # the common call, checked first: predict is hot
+            return [x]
+        has = f"the model has {n} input{'s' if n != 1 else ''} ({', '.join(self._by_name)})"
         if isinstance(x, Mapping):
             given, wanted = {str(k) for k in x}, set(self._by_name)
             if given != wanted or len(x) != n:
@@ -194,11 +243,9 @@ class Model:
     def classify(self, image, top_k: int = 5) -> list[tuple[str, float]]:
         """Top-k (label, probability) for one image: a uint8 numpy array or an image file path.
 
-        Softmax is applied unless the output already holds probabilities (non-negative, summing
-        to 1). Labels are the metadata's class names, or the class index as text.
+        The image is prepared with :meth:`preprocess` and scored with :meth:`rank`.
         """
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise RuntimeModelError(f"top_k got {top_k!r}; expected a positive integer")
+        _check_top_k(top_k)
         meta = self._require_metadata("classify")
         if len(self.inputs) != 1 or len(self.outputs) != 1:
             raise RuntimeModelError(
@@ -206,21 +253,52 @@ class Model:
             )
         if isinstance(image, (str, os.PathLike)):
             image = load_image(image, meta.preprocess.channels)
-        scores = np.asarray(self.predict(self.preprocess(image)[None]), dtype=np.float64).reshape(-1)
+        scores = self.predict(self.preprocess(image)[None])
+        return [(label, probability) for _, label, probability in self.rank(scores, top_k)]
+
+    def rank(self, scores, top_k: int = 5) -> list[tuple[int, str, float]]:
+        """Top-k (class index, label, probability) of one sample's output scores, best first.
+
+        ``scores``: the output of :meth:`predict` for one sample, shape (classes,) or
+        (1, classes). Softmax is applied unless the scores already are probabilities
+        (non-negative, summing to 1). Labels are the metadata's class names, or the class index
+        as text when the file has no metadata or no class names. Ties keep index order.
+        """
+        _check_top_k(top_k)
+        if len(self.outputs) != 1:
+            raise RuntimeModelError(f"rank needs a model with one output; the model has {len(self.outputs)}")
+        array = np.asarray(scores, dtype=np.float64)
+        if array.ndim == 0 or array.size == 0 or (array.ndim > 1 and array.size != array.shape[-1]):
+            raise RuntimeModelError(
+                f"scores got shape {array.shape}; expected one sample's scores, (classes,) or (1, classes)"
+            )
+        scores = array.reshape(-1)
         probs = scores if self._is_probability(scores) else _softmax(scores)
-        names = meta.class_names or tuple(str(i) for i in range(len(probs)))
+        names = (self.metadata.class_names if self.metadata else ()) or tuple(str(i) for i in range(len(probs)))
         if len(names) != len(probs):
             raise RuntimeModelError(
                 f"the metadata lists {len(names)} class names but the model outputs {len(probs)} scores"
             )
         order = np.argsort(-probs, kind="stable")[:top_k]
-        return [(names[i], float(probs[i])) for i in order]
+        return [(int(i), names[i], float(probs[i])) for i in order]
 
     def _is_probability(self, scores: np.ndarray) -> bool:
         q = self._out_quant[0]
         # Dequantized probabilities are each off by up to half a step.
         tolerance = 1e-3 + (len(scores) * float(q[0]) / 2 if q is not None else 0.0)
         return bool(scores.min() >= -tolerance and abs(scores.sum() - 1.0) <= tolerance)
+
+
+def _check_top_k(top_k) -> None:
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise RuntimeModelError(f"top_k got {top_k!r}; expected a positive integer")
+
+
+def _dequantize(q: np.ndarray, scale: np.float32, zero_point: np.float32) -> np.ndarray:
+    real = q.astype(np.float32)  # (q - zero_point) * scale, in place after the one copy
+    real -= zero_point
+    real *= scale
+    return real
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:

@@ -45,9 +45,11 @@ class TrainConfig:
     alpha: float | None = None
     epochs: int = 15
     batch_size: int = 128
-    lr: float = 2e-3
+    lr: float = 3e-3
     weight_decay: float = 1e-4
-    augment: str = "flip,crop"
+    label_smoothing: float = 0.0
+    warmup_epochs: float = 0.0  # linear warm-up before the cosine decay (capped at a third of the run)
+    augment: str = "flip"
     weights: str | None = None
     freeze: FreezeSpec = field(default_factory=FreezeSpec)
     fine_tune_epochs: int = 0
@@ -74,6 +76,9 @@ class TrainConfig:
             (self.channels in (None, 1, 3), "channels", self.channels, "1 or 3"),
             (self.limit is None or self.limit >= 2, "limit", self.limit, "an integer >= 2"),
             (0.0 < self.bn_momentum < 1.0, "bn-momentum", self.bn_momentum, "a value in (0, 1)"),
+            (math.isfinite(self.warmup_epochs) and self.warmup_epochs >= 0, "warmup-epochs", self.warmup_epochs,
+             "a number >= 0"),
+            (0.0 <= self.label_smoothing < 1.0, "label-smoothing", self.label_smoothing, "a value in [0, 1)"),
         ]
         for ok, name, value, expected in checks:
             if not ok:

@@ -63,12 +63,13 @@ class PreciseBNValidation(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         recompute_batchnorm(self.model, (x for x, _ in self.calib))
         if self.val is not None and logs is not None:
-            loss = keras.losses.SparseCategoricalCrossentropy()
+            # The loss function, not a Loss object: under a tf.distribute strategy's scope a
+            # Loss object divides by the number of replicas (it expects per-replica sums).
             total, correct, loss_sum = 0, 0, 0.0
             for x, y in self.val:
                 p = self.model(x, training=False)
                 y = np.asarray(y)
-                loss_sum += float(loss(y, p)) * len(y)
+                loss_sum += float(np.sum(keras.losses.sparse_categorical_crossentropy(y, p)))
                 correct += int((np.asarray(p).argmax(axis=1) == y).sum())
                 total += len(y)
             logs["val_loss"] = loss_sum / total

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import csv
+import math
 import os
 import tempfile
 from pathlib import Path
+
+
+def _number(text: str | None) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def plot_curves(history_csv: Path, out_png: Path) -> None:
@@ -21,9 +29,10 @@ def plot_curves(history_csv: Path, out_png: Path) -> None:
     epochs = [int(r["epoch"]) + 1 for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key in zip(axes, ("loss", "accuracy")):
-        ax.plot(epochs, [float(r[key]) for r in rows], label=f"train {key}")
-        if rows[0].get(f"val_{key}") not in (None, ""):
-            ax.plot(epochs, [float(r[f"val_{key}"]) for r in rows], label=f"validation {key}")
+        ax.plot(epochs, [_number(r.get(key)) for r in rows], label=f"train {key}")
+        val = [_number(r.get(f"val_{key}")) for r in rows]
+        if any(math.isfinite(v) for v in val):  # CSVLogger writes NA without validation data
+            ax.plot(epochs, val, label=f"validation {key}")
         ax.set_xlabel("epoch")
         ax.set_title(key)
         ax.grid(alpha=0.3)

@@ -1,0 +1,128 @@
+"""Measure exported files side by side: static MACs and operator mix (``edgekit.profile``),
+interleaved latency (:mod:`.timing`), and the int8-versus-fp32 verdict (:mod:`.diagnose`).
+
+A row that cannot be loaded or run is marked failed with its reason; the other rows go on.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Callable
+
+from edgekit.export.cpu import VNNI_FLAGS, X86_MACHINES, cpu_flags
+from edgekit.profile.env import allowed_cpus, environment, runtime_version
+from edgekit.profile.latency import TimingPlan
+from edgekit.profile.static import StaticReport, read_static
+
+from .diagnose import Int8Facts, Pair, RunSettings, int8_verdict
+from .report import BenchmarkRow
+from .timing import Progress, interleaved, load_for_timing
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def measure_rows(rows: list[BenchmarkRow], threads: int, timing: TimingPlan,
+                 log: Callable[[str], None] = _stderr, progress: Progress | None = None) -> tuple[list[str], dict]:
+    """Fill in MACs, float-op counts, latency and notes of the ``ok`` rows, in place.
+
+    Returns (notes: one line per int8 verdict, environment as ``edgekit profile`` records it).
+    """
+    facts: dict[str, Int8Facts] = {}
+    calls, keep = {}, []
+    for row in rows:
+        if not row.ok:
+            continue
+        static = _static(row)
+        try:
+            loaded, model = load_for_timing(Path(row.path), threads)
+        except Exception as exc:  # a file the runtime refuses: its row fails, not the table
+            row.fail(f"cannot load {Path(row.path).name}: {_one_line(exc)}")
+            continue
+        row.backend = loaded.backend
+        calls[row.key] = loaded.call
+        keep.append(loaded)
+        if row.precision == "int8":
+            facts[row.key] = _facts(model, static)
+    log(f"benchmark: timing {len(calls)} file(s) interleaved, {threads} thread(s), {timing.describe()} each")
+    timed = interleaved(calls, timing, progress)
+    for row in rows:
+        if row.key in timed.errors:
+            row.fail(timed.errors[row.key])
+        elif row.key in timed.stats:
+            row.latency = timed.stats[row.key]
+    del keep
+    settings = run_settings(threads)
+    notes = int8_notes(rows, facts, settings)
+    backends = sorted({r.backend for r in rows if r.backend})
+    env = environment(backends[0] if backends else "litert", None)
+    env.pop("runtime", None), env.pop("runtime_version", None)
+    env["runtimes"] = {b: runtime_version(b) for b in backends}
+    return notes, env
+
+
+def _static(row: BenchmarkRow) -> StaticReport | None:
+    try:
+        static = read_static(row.path, row.format)
+    except Exception as exc:  # MACs are a column, not a reason to drop the row
+        row.note = f"MACs unknown: {_one_line(exc)}"
+        return None
+    row.macs = static.macs
+    row.float_ops = sum(1 for op in static.ops if op.precision in ("float", "hybrid"))
+    return static
+
+
+# Operators that only move or relabel data: left in float they cost next to nothing, so they
+# are not offered as a reason for a slow int8 file.
+_DATA_MOVEMENT = {"reshape", "squeeze", "unsqueeze", "flatten", "shape", "identity", "expand_dims"}
+
+
+def _facts(model, static: StaticReport | None) -> Int8Facts:
+    float_io = any(t.dtype.kind == "f" for t in (*model.inputs, *model.outputs))
+    export = (model.metadata.extra or {}).get("export", {}) if model.metadata is not None else {}
+    onnx_quant = f"{export['quant_format']} {export['activation_type']}" \
+        if model.format == "onnx" and {"quant_format", "activation_type"} <= set(export) else None
+    if static is None:
+        return Int8Facts(float_io, 0, onnx_quant=onnx_quant)
+    share = static.int8_mac_share()
+    return Int8Facts(float_io, len(static.ops),
+                     tuple(op.type for op in static.ops
+                           if op.precision in ("float", "hybrid") and op.type.lower() not in _DATA_MOVEMENT),
+                     None if share is None else round(1 - share, 4), onnx_quant)
+
+
+def run_settings(threads: int) -> RunSettings:
+    cpus = allowed_cpus()
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        load = None
+    vnni = None
+    if platform.machine().lower() in X86_MACHINES:
+        vnni = any(flag in cpu_flags() for flag in VNNI_FLAGS)
+    return RunSettings(threads, len(cpus) if cpus else os.cpu_count(), load, vnni)
+
+
+def int8_notes(rows: list[BenchmarkRow], facts: dict[str, Int8Facts], settings: RunSettings) -> list[str]:
+    """For each format with timed fp32 and int8 rows: the verdict when int8 is not faster,
+    also written into the int8 row's note."""
+    by_key = {r.key: r for r in rows}
+    notes = []
+    for fmt in dict.fromkeys(r.format for r in rows):
+        fp32, int8 = by_key.get(f"{fmt}/fp32"), by_key.get(f"{fmt}/int8")
+        if not (fp32 and int8 and fp32.latency and int8.latency and int8.key in facts):
+            continue
+        pair = Pair(fmt, fp32.latency.p50, int8.latency.p50, facts[int8.key], int8.macs or fp32.macs)
+        verdict = int8_verdict(pair, settings)
+        if verdict:
+            int8.note = f"{int8.note}; {verdict}" if int8.note else verdict
+            notes.append(verdict)
+    return notes
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
