@@ -404,3 +404,29 @@ def test_hybridize_quantizes_each_output_row():
     assert q.dtype == np.int8 and np.abs(q).max() == 127
     np.testing.assert_allclose(scale, [1.0 / 127, 4.0 / 127])
     np.testing.assert_allclose(q * scale[:, None], w, atol=scale.max() / 2 + 1e-7)
+
+
+def test_calibration_method_default_follows_memory(run_dir):
+    """Percentile when its histograms fit the budget, else minmax; an explicit choice wins."""
+    import numpy as np
+
+    from edgekit.export import CalibrationMethod, ExportOptions
+    from edgekit.export import onnx_convert
+    from edgekit.export.context import ConversionContext
+    from edgekit.export.source import load_source
+
+    model = load_source(run_dir).model
+    per_image = onnx_convert.activation_bytes(model)
+    assert per_image > 4 * 28 * 28  # at least the input and the first conv's output
+    few = np.zeros((10, 28, 28, 1), np.float32)
+    ctx = ConversionContext(model, ExportOptions(), few)
+    method, why = onnx_convert.choose_calibration_method(ctx)
+    assert method is CalibrationMethod.PERCENTILE and "MiB" in why
+    budget = onnx_convert.HISTOGRAM_BUDGET_BYTES
+    many = np.zeros((budget // per_image + 1, 1, 1, 1), np.float32)  # only its length counts
+    method, why = onnx_convert.choose_calibration_method(ConversionContext(model, ExportOptions(), many))
+    assert method is CalibrationMethod.MINMAX and "GiB" in why
+    forced = ConversionContext(model, ExportOptions(calibration_method=CalibrationMethod.ENTROPY), many)
+    assert onnx_convert.choose_calibration_method(forced) == (CalibrationMethod.ENTROPY, "chosen on the command line")
+    for c in (ctx, forced):
+        c.close()

@@ -24,8 +24,9 @@ _METHODS = ["minmax", "entropy", "percentile"]
               "default: the run's training data.")
 @click.option("--num-calibration", type=click.IntRange(1), default=None,
               help="Calibration images  [default: up to 300]")
-@click.option("--calibration-method", type=click.Choice(_METHODS), default="minmax", show_default=True,
-              help="Activation range method for ONNX int8 (TFLite always uses min/max).")
+@click.option("--calibration-method", type=click.Choice(_METHODS), default=None,
+              help="Activation range method for ONNX int8 (TFLite always uses min/max)  [default: percentile "
+                   "when the calibration activations fit in 2 GiB, else minmax]")
 @click.option("--float-io", is_flag=True, help="TFLite int8: keep float32 input and output tensors.")
 @click.option("--int8-head", type=click.Choice(["float", "int8"]), default="float", show_default=True,
               help="int8: run the classifier (fully connected + softmax) on float activations with int8 "
@@ -61,7 +62,7 @@ def export_command(model: Path, formats: str, precisions: str, calibration, num_
             formats=parse_choices(formats, Format, "--format"),
             precisions=parse_choices(precisions, Precision, "--quantize"),
             out_dir=out_dir, calibration=calibration, num_calibration=num_calibration,
-            calibration_method=CalibrationMethod(calibration_method), float_io=float_io, int8_head=int8_head, nchw=nchw,
+            calibration_method=CalibrationMethod(calibration_method) if calibration_method else None, float_io=float_io, int8_head=int8_head, nchw=nchw,
             onnx_quant_format=OnnxQuantFormat(onnx_quant_format) if onnx_quant_format else None,
             onnx_activation_type=ActivationType(onnx_activation_type) if onnx_activation_type else None,
             num_validation=num_validation, force=force, report=report, max_accuracy_drop=max_accuracy_drop))

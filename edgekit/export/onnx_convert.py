@@ -86,13 +86,15 @@ def convert_int8(ctx: ConversionContext) -> bytes:
     auto = default_onnx_quant()
     fmt = opts.onnx_quant_format or auto.quant_format
     act = opts.onnx_activation_type or auto.activation_type
+    method, method_why = choose_calibration_method(ctx)
     notes = ctx.notes["onnx/int8"] = {
         "quant_format": fmt.value, "activation_type": act.value, "weight_type": "int8", "per_channel": True,
-        "calibration_method": opts.calibration_method.value, "float_head": opts.int8_head == "float",
+        "calibration_method": method.value, "calibration_method_why": method_why,
+        "float_head": opts.int8_head == "float",
         "why": _why(opts.onnx_quant_format,
                                                                           opts.onnx_activation_type, auto.reason),
     }
-    data = quantize(ctx, fmt, act)
+    data = quantize(ctx, fmt, act, method)
     if opts.int8_head == "float":
         data, notes["int8_weight_float_nodes"] = int8_weights_for_float_head(data)
     data, removed = compact(data)
@@ -109,7 +111,39 @@ def _why(fmt: OnnxQuantFormat | None, act: ActivationType | None, default_reason
     return default_reason
 
 
-def quantize(ctx: ConversionContext, fmt: OnnxQuantFormat, act: ActivationType) -> bytes:
+HISTOGRAM_BUDGET_BYTES = 2 << 30
+
+
+def activation_bytes(model) -> int:
+    """float32 bytes of every layer output for one image (what onnxruntime's calibrator records)."""
+    total = 0
+    for layer in model.layers:
+        for out in (layer.output if isinstance(layer.output, (list, tuple)) else [layer.output]):
+            total += 4 * int(np.prod([d or 1 for d in out.shape[1:]]))
+    return total
+
+
+def choose_calibration_method(ctx: ConversionContext) -> tuple[CalibrationMethod, str]:
+    """The asked method, else percentile when its histograms fit in memory, else minmax.
+
+    onnxruntime's percentile and entropy calibrators keep every intermediate tensor of every
+    calibration image until the end (MobileNetV2 1.0/224 with 300 images: over 23 GB, killed
+    on a 24 GB machine); minmax reduces as it goes. On the Fashion-MNIST MobileNetV2 of
+    issue 3 (10,000 test images, 300 calibration images) percentile gave 99.04% top-1
+    agreement with Keras, minmax and entropy 98.73%.
+    """
+    if ctx.options.calibration_method is not None:
+        return ctx.options.calibration_method, "chosen on the command line"
+    need = activation_bytes(ctx.model) * len(ctx.require_calibration())
+    if need <= HISTOGRAM_BUDGET_BYTES:
+        return CalibrationMethod.PERCENTILE, (f"percentile: its histograms need ~{need / 2**20:.0f} MiB "
+                                              f"(<= {HISTOGRAM_BUDGET_BYTES >> 30} GiB); it agrees best with float")
+    return CalibrationMethod.MINMAX, (f"minmax: percentile would hold ~{need / 2**30:.1f} GiB of activations "
+                                      f"(> {HISTOGRAM_BUDGET_BYTES >> 30} GiB); pass --calibration-method to force")
+
+
+def quantize(ctx: ConversionContext, fmt: OnnxQuantFormat, act: ActivationType,
+             method: CalibrationMethod = CalibrationMethod.MINMAX) -> bytes:
     """onnxruntime's static quantization of the float graph, as its quantizer writes it."""
     from onnxruntime import quantization as q
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -124,7 +158,7 @@ def quantize(ctx: ConversionContext, fmt: OnnxQuantFormat, act: ActivationType) 
         quant_format=q.QuantFormat.QDQ if fmt is OnnxQuantFormat.QDQ else q.QuantFormat.QOperator,
         activation_type=q.QuantType.QInt8 if act is ActivationType.INT8 else q.QuantType.QUInt8,
         weight_type=q.QuantType.QInt8, per_channel=True,
-        calibrate_method=getattr(q.CalibrationMethod, _METHODS[ctx.options.calibration_method]),
+        calibrate_method=getattr(q.CalibrationMethod, _METHODS[method]),
         nodes_to_exclude=classifier_nodes(work / "pre.onnx") if ctx.options.int8_head == "float" else [],
     )
     return (work / "int8.onnx").read_bytes()

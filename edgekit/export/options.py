@@ -76,7 +76,9 @@ class ExportOptions:
     out_dir: Path | None = None  # default: the run folder, or the .keras file's folder
     calibration: str | None = None  # any source load_split accepts; default: the run's data
     num_calibration: int | None = None  # default: min(300, images available)
-    calibration_method: CalibrationMethod = CalibrationMethod.MINMAX
+    # None: percentile when the calibration activations fit in memory, else minmax (see
+    # onnx_convert.choose_calibration_method).
+    calibration_method: CalibrationMethod | None = None
     float_io: bool = False  # TFLite int8: keep float32 input/output tensors
     int8_head: str = "float"  # int8: "float" keeps FC + softmax out of int8 activations; "int8"
     nchw: bool = False  # ONNX: NCHW input (a transpose in front of the NHWC graph)
