@@ -20,7 +20,7 @@ from .common import emit_json, quiet_tensorflow, run_checked, stdout_to_stderr
 @click.option("--lr", type=float, default=3e-3, show_default=True, help="Peak learning rate (cosine decay).")
 @click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
               help="Label smoothing of the cross-entropy (0: off).")
-@click.option("--weight-decay", type=click.FloatRange(0), default=1e-4, show_default=True,
+@click.option("--weight-decay", type=click.FloatRange(0), default=0.05, show_default=True,
               help="AdamW decoupled weight decay.")
 @click.option("--warmup-epochs", type=click.FloatRange(0), default=0.0, show_default=True,
               help="Linear learning-rate warm-up before the cosine decay.")
