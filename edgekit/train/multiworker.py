@@ -6,8 +6,8 @@ keras/src/backend/tensorflow/trainer.py that only run in multi-worker mode are w
 
 1. ``TensorFlowTrainer._maybe_symbolic_build`` takes the first distributed batch and calls
    ``strategy.reduce("MEAN", batch)`` on the whole (x, y) tuple, only to read its shapes and
-   dtypes. ``Strategy.reduce`` does not take nested values ("TODO: support value being a
-   nest" in distribute_lib.py); the collective strategy passes the tuple to
+   dtypes. ``Strategy.reduce`` does not take nested values (distribute_lib.py lists support
+   for a nest as future work); the collective strategy passes the tuple to
    ``convert_to_tensor``: "Attempt to convert a value (PerReplica...) ... to a Tensor".
    Fix: build from the first local replica's batch (shapes and dtypes are all it needs).
 2. ``reduce_per_replica(..., reduction="mean")`` reduces each step's logs (scalar loss and
