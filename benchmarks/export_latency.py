@@ -4,7 +4,14 @@ Every file of a folder is timed in the same rounds: each round runs every varian
 ``--repeats`` calls), in an order rotated from round to round, so that frequency scaling and
 other load on a shared machine hit every variant alike; the table gives medians over rounds.
 onnxruntime sessions use ``session.intra_op.allow_spinning=0`` so that their idle threads do
-not spin and steal the CPU from the LiteRT call that follows.
+not spin and steal the CPU from the LiteRT call that follows. ``--ort-spinning on`` keeps
+onnxruntime's default (spinning workers, what an app that only runs onnxruntime gets); the
+variants are then timed one after another, each alone (its session is closed before the next
+one starts), because a spinning session keeps its workers busy between calls (with a 1 s pause
+after each ONNX variant, LiteRT fp32 at 2 threads still ran 7.4 ms instead of 3.5 ms) and
+ratios become ratios of medians, so the machine must be quiet. The two modes differ at 2
+threads only: a worker that sleeps between the graph's ~100 ops must be woken for each one
+(MobileNetV2 1.0/224 fp32, quiet machine: 4.8 ms spinning off vs 3.1 ms on).
 
     python benchmarks/export_latency.py FOLDER [--rounds 20] [--repeats 5] [--threads 1,2]
     python benchmarks/export_latency.py FOLDER --prepare [--alpha 1.0 --size 224]
@@ -62,13 +69,17 @@ def _tflite_runner(path: Path, threads: int):
     return lambda x: model.predict(x)
 
 
+ORT_SPINNING = {"off": "0", "on": "1"}
+SPINNING = "off"  # set from --ort-spinning
+
+
 def _onnx_runner(path: Path, threads: int):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.intra_op.allow_spinning", ORT_SPINNING[SPINNING])
     session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return lambda x: session.run(None, {name: x})
@@ -105,8 +116,32 @@ def _input_for(path: Path) -> np.ndarray:
     return np.random.default_rng(0).standard_normal(shape).astype(np.float32)
 
 
+def time_alone(variants: list[Variant], threads: int, rounds: int, repeats: int) -> list[list[float]]:
+    """Seconds per call of each variant, one value per round, each variant timed alone: its
+    runner is made, warmed, timed for every round, then dropped before the next one."""
+    import gc
+
+    times = []
+    for v in variants:
+        run, x = RUNNERS[v.fmt](v.path, threads), _input_for(v.path)
+        for _ in range(3):
+            run(x)
+        ts = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            for _ in range(repeats):
+                run(x)
+            ts.append((time.perf_counter() - start) / repeats)
+        times.append(ts)
+        del run
+        gc.collect()  # closes the session and joins its (spinning) workers
+    return times
+
+
 def time_variants(variants: list[Variant], threads: int, rounds: int, repeats: int) -> list[list[float]]:
     """Seconds per call of each variant, one value per round; all variants in every round."""
+    if SPINNING == "on":
+        return time_alone(variants, threads, rounds, repeats)
     runs = [RUNNERS[v.fmt](v.path, threads) for v in variants]
     inputs = [_input_for(v.path) for v in variants]
     for run, x in zip(runs, inputs):  # warm-up: first calls allocate and pack weights
@@ -142,9 +177,12 @@ def bench(variants: list[Variant], threads_list=(1, 2), rounds: int = 20, repeat
 
 def paired_ratio(times: list[float], base: list[float] | None) -> float | None:
     """Median over rounds of time / base time in the same round: load that changes from round
-    to round (a shared machine) cancels out, unlike in a ratio of two medians."""
+    to round (a shared machine) cancels out, unlike in a ratio of two medians. Variants timed
+    alone (``--ort-spinning on``) share no rounds: the ratio of medians."""
     if base is None:
         return None
+    if SPINNING == "on":
+        return statistics.median(times) / statistics.median(base)
     return statistics.median(t / b for t, b in zip(times, base))
 
 
@@ -182,12 +220,18 @@ def targets(rows: list[dict]) -> list[dict]:
 
 
 def markdown(doc: dict) -> str:
+    if doc.get("ort_spinning", "off") == "off":
+        how = (f"Batch 1; median over {doc['rounds']} interleaved rounds of {doc['repeats']} calls "
+               "(q1-q3 = quartiles over rounds); ratios are medians of the per-round ratios (both timed in "
+               "the same round); onnxruntime thread spinning off.")
+    else:
+        how = (f"Batch 1; each variant timed alone, {doc['rounds']} rounds of {doc['repeats']} calls, one "
+               "variant after another (no interleaving); ratios are ratios of medians; onnxruntime thread "
+               "spinning on (its default).")
     lines = [f"# Export latency: {doc['name']}", "", doc["model"], "",
              f"{doc['machine']}, {doc['cpu']}; VNNI: {', '.join(doc['vnni']) or 'no'}; "
              f"onnxruntime {doc['versions']['onnxruntime']}, ai-edge-litert {doc['versions']['ai-edge-litert']}. "
-             f"Batch 1; median over {doc['rounds']} interleaved rounds of {doc['repeats']} calls "
-             "(q1-q3 = quartiles over rounds); ratios are medians of the per-round ratios (both timed in "
-             "the same round); onnxruntime thread spinning off.", "",
+             + how, "",
              f"edgekit's default ONNX int8 form here: **{doc['onnx_default']['form']}** "
              f"({doc['onnx_default']['reason']})", "",
              "| variant | threads | size (KiB) | median (ms) | q1-q3 (ms) | vs own fp32 | vs TFLite fp32 |",
@@ -276,7 +320,11 @@ def main() -> None:
     parser.add_argument("--num-calibration", type=int, default=100)
     parser.add_argument("--num-validation", type=int, default=100)
     parser.add_argument("--note", action="append", default=[], help="a line of text for the results file")
+    parser.add_argument("--ort-spinning", choices=sorted(ORT_SPINNING), default="off",
+                        help="onnxruntime worker spinning [off: no CPU stolen from the next variant]")
     args = parser.parse_args()
+    global SPINNING
+    SPINNING = args.ort_spinning
     info_path = args.folder / "edgekit.json"
     if args.prepare:
         prepare(args.folder, args.alpha, args.size, args.num_calibration, args.num_validation)
@@ -294,12 +342,14 @@ def main() -> None:
     doc = {"name": name, "model": model or name, "machine": platform.machine(),
            "cpu": _cpu_name(), "vnni": sorted(f for f in ("avx512_vnni", "avx_vnni") if f in flags),
            "versions": _versions(), "onnx_default": {"form": default_form, "reason": choice.reason},
-           "rounds": args.rounds, "repeats": args.repeats, "rows": rows, "targets": targets(rows),
+           "rounds": args.rounds, "repeats": args.repeats, "ort_spinning": SPINNING,
+           "rows": rows, "targets": targets(rows),
            "onnx_graphs": {v.label: onnx_graph_ops(v.path) for v in variants if v.fmt == "onnx"},
            "notes": args.note}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"export_latency_{name}.json").write_text(json.dumps(doc, indent=2))
-    (args.out / f"export_latency_{name}.md").write_text(markdown(doc))
+    stem = f"export_latency_{name}" + ("_spinning" if SPINNING == "on" else "")
+    (args.out / f"{stem}.json").write_text(json.dumps(doc, indent=2))
+    (args.out / f"{stem}.md").write_text(markdown(doc))
     print(markdown(doc))
 
 

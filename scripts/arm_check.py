@@ -48,14 +48,20 @@ How it works, and why this way
    The outputs must agree as CRITERIA says.
 
 Measured here (2-core x86 host vs emulated Cortex-A72, LiteRT 2.3.0, onnxruntime 1.32.0, the
-200 test images). On the tiny model: fp32 .tflite 6.9e-7, fp32 .onnx 1.3e-6, int8 .onnx
-identical, int8 .tflite 3 of 2000 values one step (1/256) apart. On a trained MobileNetV2 (the
-quick start's run, ``--model runs/fmnist``): 9.5e-7, 6.3e-7, identical, 1 value one step apart.
-For int8 .tflite, every tensor that XNNPACK computes is bit-identical (checked by dumping all
-intermediate tensors). The only differences are in the final int8 Softmax, which TFLite's
-built-in kernel runs, not XNNPACK, probably because its exp() lookup table is filled with each
-platform's float exp(). So the int8 .tflite criterion is "within one output step" by default,
-and ``--strict-int8`` asks for bit-identical outputs.
+200 test images). Files with an int8 classifier head (``edgekit export --int8-head int8``, the
+export default until the float head landed): on the tiny model fp32 .tflite 6.9e-7, fp32 .onnx
+1.3e-6, int8 .onnx identical, int8 .tflite 3 of 2000 values one step (1/256) apart; on a trained
+MobileNetV2 (``--model runs/fmnist``) 9.5e-7, 6.3e-7, identical, 1 value one step apart. Every
+tensor that XNNPACK computes was bit-identical (all intermediate tensors dumped); the only
+differences were in the final int8 Softmax, which TFLite's built-in kernel runs, probably because
+its exp() lookup table is filled with each platform's float exp(). With the default float head
+(softmax in float, then one QUANTIZE) the int8 .tflite outputs are bit-identical, so identical
+is the default criterion; ``--int8-steps N`` allows N output steps for files with an int8
+softmax. The float head makes int8 .onnx outputs float arithmetic too (MatMul and Softmax after
+the last int8 layer), so they match within float rounding, not bit for bit. 2026-11-25, the
+issue-3 model (``--model runs/fm_wE``, 91.07%): fp32 .tflite 6.0e-7, int8 .tflite identical
+(0 of 2000 values differ), fp32 .onnx 6.0e-7, int8 .onnx 6.4e-6, top-1 identical everywhere,
+through the runtime and through ``edgekit predict``; 87 s with the root cached.
 
 Time on this shared 2-core machine: the first run took 5.5-7.5 min (44 s to build the root,
 120-220 s for the aarch64 pip to download and install, 90 s to train and export). A rerun with
@@ -138,7 +144,7 @@ class Criterion:
 # an absolute bound instead.
 CRITERIA = {
     ("tflite", "fp32"): Criterion(max_abs=1e-5),
-    ("tflite", "int8"): Criterion(max_steps=1),
+    ("tflite", "int8"): Criterion(max_steps=0),
     ("onnx", "fp32"): Criterion(max_abs=1e-5),
     ("onnx", "int8"): Criterion(max_abs=1e-5),
 }
@@ -697,11 +703,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--cpu", choices=sorted(CPUS), default="cortex-a72", help="emulated core [cortex-a72: Pi 4]")
     p.add_argument("--no-onnx", action="store_true", help="check .tflite files only")
     p.add_argument("--no-cli", action="store_true", help="skip the edgekit predict comparison")
-    p.add_argument("--strict-int8", action="store_true", help="int8 .tflite outputs must be bit-identical")
+    p.add_argument("--int8-steps", type=int, default=0, metavar="N",
+                   help="int8 .tflite outputs may differ by N quantization steps [0: identical]")
     p.add_argument("--model", type=Path, default=None, help="export this run folder or .keras file instead")
     p.add_argument("--cache", type=Path, default=Path(os.environ.get("EDGEKIT_ARM_CACHE", DEFAULT_CACHE)))
     p.add_argument("--mirror", default=os.environ.get("EDGEKIT_ARM_MIRROR", DEFAULT_MIRROR))
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.int8_steps < 0:
+        p.error(f"--int8-steps got {args.int8_steps}; expected 0 or more")
+    return args
 
 
 def check(args: argparse.Namespace) -> dict:
@@ -709,8 +719,7 @@ def check(args: argparse.Namespace) -> dict:
     if args.model is not None:
         keras_file_of(args.model)  # a bad path fails now, not after the install
     ctx = Context(args.cache.resolve(), CPUS[args.cpu], args.mirror, not args.no_onnx)
-    if args.strict_int8:
-        ctx.criteria[("tflite", "int8")] = Criterion(max_steps=0)
+    ctx.criteria[("tflite", "int8")] = Criterion(max_steps=args.int8_steps)
     total = time.perf_counter()
     emulation = prepare_root(ctx)
     start = time.perf_counter()
