@@ -74,6 +74,7 @@ def benchmark_model(model: str | Path, data: str | Path, options: BenchmarkOptio
     if not model.exists():
         raise ValueError(f"MODEL got {str(model)!r}, which does not exist; expected a run folder or a .keras file")
     _check_data(str(data))
+    _check_model(model)
     targets, skipped = select_targets(options.formats, options.precisions)
     out = Path(options.out_dir) if options.out_dir is not None else default_out(model)
     export_options = ExportOptions(formats=options.formats, precisions=options.precisions, out_dir=out,
@@ -92,6 +93,14 @@ def _check_data(data: str) -> None:
         load_split(data, "test")
     except DataError:
         load_split(data, "val")
+
+
+def _check_model(model: Path) -> None:
+    """MODEL loads (a run folder or .keras file): a bad one is refused once, before any export,
+    rather than by every target's export in turn."""
+    from edgekit.export.source import load_source
+
+    load_source(model)
 
 
 def export_targets(model: Path, targets: list[Target], options: ExportOptions,

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import sys
+import warnings
 from typing import Any, Iterator
 
 import click
@@ -41,6 +42,13 @@ def quiet_tensorflow() -> None:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+def quiet_missing_glyphs() -> None:
+    """Matplotlib warns for each glyph its font lacks (class names in CJK, say) when it draws
+    confusion.png or an augment grid; the figure is written all the same, with a box for the
+    glyph, so on stderr the warning is only noise."""
+    warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font", category=UserWarning)
 
 
 @contextlib.contextmanager
@@ -79,8 +87,16 @@ def run_checked(fn, *args, **kwargs):
         return fn(*args, **kwargs)
     except ValueError as exc:
         raise CliError(_one_line(exc)) from None
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        raise CliError(_one_line(exc)) from None
+    except OSError as exc:  # a path that cannot be read or written: a missing folder, a file in the way, ...
+        raise CliError(_os_error(exc)) from None
+
+
+def _os_error(exc: OSError) -> str:
+    """``File exists: '/runs/x'`` rather than ``[Errno 17] File exists: '/runs/x'``."""
+    if exc.strerror and exc.filename is not None:
+        paths = " -> ".join(repr(str(p)) for p in (exc.filename, exc.filename2) if p is not None)
+        return f"{exc.strerror}: {paths}"
+    return _one_line(exc)
 
 
 def _one_line(exc: BaseException) -> str:

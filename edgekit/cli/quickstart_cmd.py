@@ -31,7 +31,8 @@ def _say(msg: str) -> None:
 @click.command("quickstart")
 @click.option("--data", default=None, help="Dataset (default: the official Fashion-MNIST files, "
               "else the shipped sample in calibration/).")
-@click.option("--out", default=None, help="Run directory (default: runs/quickstart-<time>).")
+@click.option("--out", default=None, type=click.Path(file_okay=False),
+              help="Run directory (default: runs/quickstart-<time>).")
 @click.option("--limit", type=click.IntRange(2), default=12000, show_default=True,
               help="Training images (a seeded subset, to stay within minutes on a laptop CPU).")
 @click.option("--epochs", type=click.IntRange(1), default=4, show_default=True)
@@ -45,12 +46,14 @@ def quickstart_command(data, out, limit, epochs, as_json) -> None:
               "(a quick recipe; see README for the full one)")
     with stdout_to_stderr(as_json):
         from ..benchmark import benchmark_export, write_outputs
+        from ..data import load_split
         from ..export.exporter import export_model
         from ..export.options import ExportOptions, Format, Precision
         from ..models.report import zoo_rows
         from ..profile import TimingPlan
         from ..train import TrainConfig, train
 
+        run_checked(load_split, data, "train")  # bad --data is refused now, not after the zoo step
         _say("1/4 counting the model zoo at default input sizes")
         rows = zoo_rows(QUICK_ZOO)
         _say(f"2/4 training {recipe}")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import click
 
-from .common import emit_json, quiet_tensorflow, run_checked, stdout_to_stderr
+from .common import emit_json, quiet_missing_glyphs, quiet_tensorflow, run_checked, stdout_to_stderr
 
 
 @click.command("train")
 @click.argument("arch")
 @click.option("--data", required=True, help="Image folder, IDX folder or .npz file.")
-@click.option("--out", required=True, help="Run directory to write (model.keras, edgekit.json, ...).")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Run directory to write (model.keras, edgekit.json, ...).")
 @click.option("--input-size", type=click.IntRange(1), default=None, help="Square input size N.")
 @click.option("--channels", type=click.Choice(["1", "3"]), default=None,
               help="Model input channels (default: 1 for grayscale IDX/npz data, else 3).")
@@ -69,7 +70,7 @@ def train_command(arch, data, out, input_size, channels, alpha, epochs, batch_si
 
 @click.command("augment")
 @click.option("--data", required=True, help="Image folder, IDX folder or .npz file.")
-@click.option("--out", required=True, help="PNG file to write.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
 @click.option("--augment", "names", default="flip,crop,rotate,shear,color,pca", show_default=True)
 @click.option("--input-size", type=click.IntRange(1), default=64, show_default=True)
 @click.option("--channels", type=click.Choice(["1", "3"]), default="3", show_default=True)
@@ -78,6 +79,7 @@ def train_command(arch, data, out, input_size, channels, alpha, epochs, batch_si
 def augment_command(data, out, names, input_size, channels, n, seed):
     """Write a PNG grid of augmented training samples, to see what --augment does."""
     quiet_tensorflow()
+    quiet_missing_glyphs()
     from ..data import augment_grid, load_split, parse_augment
     from ..runtime.spec import PreprocessSpec
     config = run_checked(parse_augment, names)
@@ -93,12 +95,14 @@ def augment_command(data, out, names, input_size, channels, n, seed):
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True)
 @click.option("--tta", type=click.Choice(["none", "flip", "10crop"]), default="none", show_default=True)
 @click.option("--ensemble", "others", multiple=True, help="Another model whose outputs are averaged in.")
-@click.option("--out", default=None, help="Folder for evaluation.json and confusion.png.")
+@click.option("--out", default=None, type=click.Path(file_okay=False),
+              help="Folder for evaluation.json and confusion.png.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N images.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 def evaluate_command(model, data, split, tta, others, out, limit, as_json):
     """Accuracy, per-class accuracy and confusion matrix of MODEL (run dir or .keras)."""
     quiet_tensorflow()
+    quiet_missing_glyphs()
     with stdout_to_stderr(as_json):
         from ..train.evaluate import evaluate
         result = run_checked(evaluate, [model, *others], data, split, tta, out, limit)

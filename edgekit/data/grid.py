@@ -26,6 +26,8 @@ def augment_grid(
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise DataError(f"augment_grid n got {n!r}; expected an integer >= 1")
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)  # before the work: a file in the way fails fast
     pixels, labels = next(pixel_dataset(data, spec, n, training=True, augment=config, seed=seed).as_numpy_iterator())
     cols = math.ceil(math.sqrt(len(pixels)))
     rows = math.ceil(len(pixels) / cols)
@@ -41,7 +43,6 @@ def augment_grid(
         ax.set_title(data.class_names[label], fontsize=7)
         ax.axis("off")
     fig.suptitle(", ".join(config.enabled) or "no augmentation", fontsize=9)
-    out = Path(out_png)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
         fig.savefig(tmp, format="png", dpi=100)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -64,7 +65,8 @@ class LabeledImages:
     def __post_init__(self) -> None:
         labels = np.asarray(self.labels)
         if labels.ndim != 1 or len(labels) != len(self.images):
-            raise DataError(f"labels got shape {labels.shape}; expected ({len(self.images)},), one per image")
+            raise DataError(f"labels of {self.source} got shape {labels.shape}; expected ({len(self.images)},), "
+                            "one per image")
         if labels.size and (labels.min() < 0 or labels.max() >= len(self.class_names)):
             raise DataError(
                 f"labels range {int(labels.min())}..{int(labels.max())} does not fit "
@@ -128,11 +130,13 @@ def load_split(
     if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0.0 <= val_fraction < 1.0:
         raise DataError(f"val_fraction got {val_fraction!r}; expected a number in [0, 1)")
     root = Path(path)
-    available, load = _source(root)
+    available, load, check = _source(root)
     if split in available:
         if split != "train" or "val" in available or val_fraction == 0:
             return load(split)
     if split == "test" or "train" not in available:
+        if "train" in available:
+            check()  # a broken source is reported as such, not as one that lacks a split
         raise DataError(f"{str(root)!r} has no {split!r} split; found {', '.join(sorted(available)) or 'none'}")
     if val_fraction == 0:
         raise DataError(f"{str(root)!r} has no 'val' split and val_fraction is 0; expected > 0 to hold one out")
@@ -165,21 +169,26 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tupl
 Loader = Callable[[str], LabeledImages]
 
 
-def _source(root: Path) -> tuple[set[str], Loader]:
-    """The splits a source ships and a function loading one of them."""
+def _source(root: Path) -> tuple[set[str], Loader, Callable[[], object]]:
+    """The splits a source ships, a function loading one of them, and a check of the train
+    split that costs at most one read of an array file (image folders: their layout only, no
+    image is decoded)."""
     if not root.exists():
         raise DataError(f"data path {str(root)!r} does not exist")
     if root.is_file():
         if root.suffix.lower() != ".npz":
             raise DataError(f"data path {str(root)!r} is a file; expected a folder or an .npz file")
-        return {"train"}, lambda split: _load_npz(root)
+        return {"train"}, lambda split: _load_npz(root), lambda: _load_npz(root)
     idx_splits = {s for s, prefix in _IDX_PREFIX.items() if _idx_pair(root, prefix)}
     if idx_splits:
-        return idx_splits, lambda split: _load_idx(root, split)
+        return idx_splits, lambda split: _load_idx(root, split), lambda: _load_idx(root, "train")
     split_dirs = {s: d for s in SPLITS if (d := _split_dir(root, s)) is not None}
     if split_dirs:
-        return set(split_dirs), lambda split: _load_split_folder(root, split_dirs, split)
-    return {"train"}, lambda split: _load_image_folder(root, root, _class_dirs(root), split)
+        train_dir = split_dirs.get("train")
+        return (set(split_dirs), lambda split: _load_split_folder(root, split_dirs, split),
+                lambda: _image_files(train_dir, _class_dirs(train_dir)))
+    names = _class_dirs(root)
+    return {"train"}, lambda split: _load_image_folder(root, root, names, split), lambda: _image_files(root, names)
 
 
 def _display_names(root: Path, names: Sequence[str]) -> tuple[str, ...]:
@@ -241,7 +250,9 @@ def check_image_file(path: str | os.PathLike[str]) -> str | None:
     return None
 
 
-def _load_image_folder(folder: Path, root: Path, names: list[str], split: str) -> LabeledImages:
+def _image_files(folder: Path, names: list[str]) -> tuple[list[Path], list[int]]:
+    """The image files of ``folder``'s class folders and their labels; DataError for a layout
+    that cannot be used (fewer than two classes, unknown classes, no image files)."""
     _check_num_classes(names, folder)
     unknown = sorted(set(_class_dirs(folder)) - set(names))
     if unknown:
@@ -254,12 +265,19 @@ def _load_image_folder(folder: Path, root: Path, names: list[str], split: str) -
             labels += [label] * len(found)
     if not files:
         raise DataError(f"{str(folder)!r} has no images ({', '.join(IMAGE_EXTENSIONS)}) in its class folders")
+    return files, labels
+
+
+def _load_image_folder(folder: Path, root: Path, names: list[str], split: str) -> LabeledImages:
+    files, labels = _image_files(folder, names)
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         reasons = list(pool.map(check_image_file, files))
     keep = [i for i, r in enumerate(reasons) if r is None]
     skipped = [(str(files[i]), r) for i, r in enumerate(reasons) if r is not None]
     if not keep:
-        raise DataError(f"{str(folder)!r} has {len(files)} image files and none can be decoded: {skipped[0][1]}")
+        first, why = skipped[0]
+        raise DataError(f"{str(folder)!r} has {len(files)} image files and none can be decoded, "
+                        f"e.g. {os.path.relpath(first, folder)!r}: {why}")
     return LabeledImages(
         images=[str(files[i]) for i in keep],
         labels=np.asarray(labels, dtype=np.int64)[keep],
@@ -326,6 +344,9 @@ def _idx_class_names(root: Path, labels: np.ndarray) -> tuple[str, ...]:
 # --- .npz files ----------------------------------------------------------------------------
 
 def _load_npz(path: Path) -> LabeledImages:
+    if not zipfile.is_zipfile(path):  # else np.load takes it for a pickle and suggests allow_pickle
+        what = "the file is empty" if path.stat().st_size == 0 else "not a zip archive, or a truncated one"
+        raise DataError(f".npz file {str(path)!r} cannot be read: {what}")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -335,10 +356,20 @@ def _load_npz(path: Path) -> LabeledImages:
     if missing:
         raise DataError(f".npz file {str(path)!r} has keys {sorted(arrays)}; missing {missing}")
     images, labels = arrays["images"], arrays["labels"]
+    if images.ndim not in (3, 4):
+        raise DataError(f".npz file {str(path)!r} has images of shape {images.shape}; expected NxHxW or NxHxWxC")
     if images.ndim == 3:
         images = images[..., np.newaxis]
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise DataError(f".npz file {str(path)!r} has labels {labels.dtype} {labels.shape}; expected integer (N,)")
+    if len(labels) != len(images):
+        raise DataError(f".npz file {str(path)!r} has {len(images)} images and labels of shape {labels.shape}; "
+                        f"expected ({len(images)},), one per image")
+    if len(images) == 0:
+        raise DataError(f".npz file {str(path)!r} has no images")
+    if labels.min() < 0:
+        raise DataError(f".npz file {str(path)!r} has labels range {int(labels.min())}..{int(labels.max())}; "
+                        "expected labels >= 0")
     if "class_names" in arrays:
         names = tuple(str(n) for n in arrays["class_names"].ravel())
     else:

@@ -22,7 +22,7 @@ from .options import ExportOptions, Format, Precision
 from .source import ExportSource, load_source
 from .targets import Target, select_targets
 from .validate import keras_reference, validate_file
-from .writer import ExportError, FileResult, check_destinations, export_target, write_atomic
+from .writer import ExportError, FileResult, check_destinations, export_target, remove_stale_partials, write_atomic
 
 
 @dataclass
@@ -87,6 +87,9 @@ def export_model(model: str | Path, options: ExportOptions = ExportOptions(),
         log(f"warning: {w}")
     ctx = _context(source, options, targets, report)
     out.mkdir(parents=True, exist_ok=True)  # only once the data is known to be usable
+    stale = remove_stale_partials([*paths.values(), *([csv_path] if csv_path else [])])
+    if stale:
+        log(f"removed {len(stale)} partial file(s) left by an interrupted export, e.g. {stale[0].name}")
     try:
         for target in targets:
             finish = _finisher(target, source, ctx, options)

@@ -77,15 +77,9 @@ def _load_run(run: Path, preprocess: PreprocessSpec | None) -> ExportSource:
 
 
 def _load_keras(path: Path):
-    import keras
+    from edgekit.models.safe_load import load_keras_model
 
-    import edgekit.models  # noqa: F401 - registers any custom layers of the zoo
-
-    try:
-        return keras.models.load_model(path, compile=False)
-    except Exception as exc:  # keras raises ValueError, OSError, zipfile errors, ...
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ValueError(f"cannot load {str(path)!r} as a Keras model: {first}") from None
+    return load_keras_model(path)  # safe mode; one-line ValueError when refused or unreadable
 
 
 def spec_from_model(model) -> PreprocessSpec:

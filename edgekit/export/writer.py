@@ -2,14 +2,17 @@
 validation, the atomic write and the log line.
 
 A file is first written under a hidden temporary name in the target folder
-(``.NAME.partial-<random>.SUFFIX``), completed there (metadata, validation) and only then moved
-onto its final name with ``os.replace``; a killed export leaves at most a hidden partial file,
-never one that looks complete.
+(``.NAME.partial-<pid>-<random>.SUFFIX``), completed there (metadata, validation) and only then
+moved onto its final name with ``os.replace``; a killed export leaves at most hidden partial
+files, never one that looks complete. The next export to the same NAME removes the partial
+files whose process is gone (:func:`remove_stale_partials`).
 """
 
 from __future__ import annotations
 
+import glob
 import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -63,10 +66,52 @@ def check_destinations(paths, force: bool) -> None:
             raise ExportError(f"{str(path)!r} already exists; pass --force to overwrite it")
 
 
+PARTIAL = ".partial-"
+_PARTIAL_PID = re.compile(re.escape(PARTIAL) + r"(\d+)-")
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def partial_path(path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.partial-", suffix=path.suffix)
+    """A new hidden file next to ``path``, named after it and this process, with the usual
+    permissions (mkstemp's 0600 would otherwise carry over to the published file)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{PARTIAL}{os.getpid()}-", suffix=path.suffix)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())
     return Path(tmp)
+
+
+def _alive(pid: int) -> bool:
+    if os.name != "posix":  # Windows' os.kill(pid, 0) would terminate the process
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_partials(paths) -> list[Path]:
+    """Delete the partial files (and the metadata writer's temporary copies of them) that an
+    export killed while writing one of ``paths`` left behind; those of a live process stay."""
+    removed = []
+    for path in map(Path, paths):
+        if not path.parent.is_dir():
+            continue
+        name = glob.escape(path.name)
+        for pattern in (f".{name}{PARTIAL}*", f"..{name}{PARTIAL}*"):
+            for tmp in path.parent.glob(pattern):
+                match = _PARTIAL_PID.search(tmp.name[len(path.name) + 1:])
+                if tmp.is_file() and not (match and _alive(int(match.group(1)))):
+                    tmp.unlink(missing_ok=True)
+                    removed.append(tmp)
+    return removed
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -9,6 +9,7 @@ import keras
 
 from .counting import ModelCount, count_model
 from .registry import create_model, get_spec, list_models
+from .safe_load import load_keras_model
 
 
 @dataclass(frozen=True)
@@ -24,12 +25,8 @@ class ZooRow:
 def load_keras_file(path: str) -> keras.Model:
     """Load a ``.keras`` file in Keras safe mode (no arbitrary code from Lambda layers)."""
     if not os.path.isfile(path):
-        raise ValueError(f"model file {path!r} does not exist")
-    try:
-        return keras.models.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:  # Keras raises many types for a bad file; all mean "cannot load"
-        first = " ".join(str(exc).split())[:300] or type(exc).__name__
-        raise ValueError(f"cannot load {path!r} as a Keras model: {first}") from None
+        raise ValueError(f"model file {path!r} " + ("is a folder" if os.path.isdir(path) else "does not exist"))
+    return load_keras_model(path)
 
 
 def summarize(arch: str, input_size: int | None = None, channels: int | None = None,

@@ -39,7 +39,7 @@ class SshTarget:
     edgekit: str = "edgekit"  # the edgekit command on the device
 
     def __post_init__(self) -> None:
-        if not _DESTINATION.match(self.destination) or self.destination.startswith("-"):
+        if not _DESTINATION.fullmatch(self.destination) or self.destination.startswith("-"):
             raise ValueError(f"--remote got {self.destination!r}; expected USER@HOST or HOST")
         if self.port is not None and not 1 <= self.port <= 65535:
             raise ValueError(f"--remote-port got {self.port!r}; expected 1..65535")

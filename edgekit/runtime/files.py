@@ -4,6 +4,12 @@ A .tflite file must carry the FlatBuffers identifier ``TFL3`` at bytes 4..8 and 
 whose buffers lie inside the file; a .onnx file must parse as a ModelProto with a graph. The
 checks use the pure-Python readers in :mod:`flatbuf` and :mod:`onnxproto`, because a truncated or
 foreign file handed to the TFLite interpreter can crash the process instead of raising.
+
+An ONNX file may keep tensors in other files ("external data", a ``location`` relative to the
+model's folder). A file from elsewhere could name ``../../etc/shadow``, an absolute path or a
+symlink that leads out of the folder and have the backend read it, so every location must be a
+relative path that stays inside the model's folder once symlinks are resolved, and must exist;
+anything else is refused before onnxruntime opens the model.
 """
 
 from __future__ import annotations
@@ -11,11 +17,11 @@ from __future__ import annotations
 import mmap
 import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from .errors import RuntimeModelError
 from .flatbuf import FILE_IDENTIFIER, has_identifier, parse_tflite
-from .onnxproto import parse_onnx
+from .onnxproto import ExternalData, external_data, parse_onnx
 from .spec import METADATA_KEY
 
 FORMATS = {".tflite": "tflite", ".onnx": "onnx"}
@@ -75,7 +81,31 @@ def _onnx_metadata(path: Path, data) -> str | None:
         raise RuntimeModelError(f"{str(path)!r} is not an ONNX file (or is truncated): {exc}") from None
     if not layout.has_graph:
         raise RuntimeModelError(f"{str(path)!r} is not an ONNX model: it has no graph")
+    try:
+        refs = external_data(data)
+    except ValueError as exc:
+        raise RuntimeModelError(f"{str(path)!r} is not an ONNX file (or is truncated): {exc}") from None
+    for ref in refs:
+        _check_external(path, ref)
     return layout.metadata_props.get(METADATA_KEY)
+
+
+def _check_external(path: Path, ref: ExternalData) -> None:
+    """Refuse external data outside the model's folder (absolute, ``..``, or via a symlink)."""
+    tensor = f"{str(path)!r}: tensor {ref.tensor!r}"
+    if not ref.location:
+        raise RuntimeModelError(f"{tensor} is marked as external data but names no location; refused")
+    where = f"{tensor} keeps its data in external file {ref.location!r}"
+    escapes = any(p.is_absolute() or p.drive or ".." in p.parts
+                  for p in (PurePosixPath(ref.location), PureWindowsPath(ref.location)))
+    folder = Path(os.path.realpath(path.parent))
+    target = None if escapes else Path(os.path.realpath(folder / ref.location))
+    if target is None or not target.is_relative_to(folder):
+        via = "" if target is None else f" (it leads to {str(target)!r})"
+        raise RuntimeModelError(f"{where}{via}, outside the model's folder {str(folder)!r}; refused "
+                                "(external data must be a relative path inside that folder)")
+    if not target.is_file():
+        raise RuntimeModelError(f"{where}, which does not exist")
 
 
 def _decode(path: Path, raw: bytes) -> str:

@@ -62,6 +62,12 @@ def write_metadata(path: str | os.PathLike, meta: ModelMetadata) -> None:
 
 def write_tflite_metadata(path: str | os.PathLike, meta: ModelMetadata) -> None:
     """Store ``meta`` in a .tflite file, replacing any edgekit entry; atomic."""
+    _write_tflite_payload(path, meta.to_json().encode("utf-8"))
+
+
+def _write_tflite_payload(path: str | os.PathLike, payload_bytes: bytes) -> None:
+    """Store ``payload_bytes`` as the edgekit entry of a .tflite file (tests write garbage
+    through it to check what readers make of it)."""
     open_model_file(path)  # refuse missing, foreign and truncated files with the usual messages
     data = Path(path).read_bytes()
     if any(ref.external for ref in parse_tflite(data).buffers):
@@ -71,7 +77,7 @@ def write_tflite_metadata(path: str | os.PathLike, meta: ModelMetadata) -> None:
         )
     schema, flatbuffers = _tflite_writer_modules()
     model = schema.ModelT.InitFromPackedBuf(data, 0)
-    payload = np.frombuffer(meta.to_json().encode("utf-8"), dtype=np.uint8)
+    payload = np.frombuffer(payload_bytes, dtype=np.uint8)
     _set_metadata_entry(schema, model, payload)
     model.buffers = [_AlignedBuffer(buffer, schema) for buffer in model.buffers]
     builder = flatbuffers.Builder(len(data) + len(payload) + 1024)
@@ -81,6 +87,11 @@ def write_tflite_metadata(path: str | os.PathLike, meta: ModelMetadata) -> None:
 
 def write_onnx_metadata(path: str | os.PathLike, meta: ModelMetadata) -> None:
     """Store ``meta`` in a .onnx file's metadata_props, replacing any edgekit entry; atomic."""
+    _write_onnx_payload(path, meta.to_json())
+
+
+def _write_onnx_payload(path: str | os.PathLike, text: str) -> None:
+    """Store ``text`` as the edgekit entry of a .onnx file (see _write_tflite_payload)."""
     open_model_file(path)
     try:
         import onnx
@@ -90,7 +101,7 @@ def write_onnx_metadata(path: str | os.PathLike, meta: ModelMetadata) -> None:
     kept = [p for p in model.metadata_props if p.key != METADATA_KEY]
     del model.metadata_props[:]
     model.metadata_props.extend(kept)
-    model.metadata_props.add(key=METADATA_KEY, value=meta.to_json())
+    model.metadata_props.add(key=METADATA_KEY, value=text)
     _atomic_write(Path(path), model.SerializeToString())
 
 
@@ -106,19 +117,31 @@ def _tflite_writer_modules():
 
 
 def _set_metadata_entry(schema, model, payload: np.ndarray) -> None:
-    """Point the (single) edgekit entry at ``payload``, reusing the old entry's buffer if any."""
+    """Point the (single) edgekit entry at ``payload``, reusing the old entry's buffer when
+    nothing else refers to it."""
     entries = list(model.metadata or [])
     ours = [m for m in entries if _name(m.name) == METADATA_KEY]
     model.buffers = list(model.buffers or [])
-    if ours:
-        index = ours[0].buffer
-        model.buffers[index] = schema.BufferT(data=payload)
-        # Later duplicates are dropped; their buffers stay (another entry might share them).
-        entries = [m for m in entries if _name(m.name) != METADATA_KEY or m is ours[0]]
+    # Later duplicates are dropped; their buffers stay (another entry might share them).
+    entries = [m for m in entries if _name(m.name) != METADATA_KEY or (ours and m is ours[0])]
+    if ours and ours[0].buffer not in _shared_buffers(model, ours[0]):
+        model.buffers[ours[0].buffer] = schema.BufferT(data=payload)
     else:
         model.buffers.append(schema.BufferT(data=payload))
-        entries.append(schema.MetadataT(name=METADATA_KEY, buffer=len(model.buffers) - 1))
+        if ours:
+            ours[0].buffer = len(model.buffers) - 1
+        else:
+            entries.append(schema.MetadataT(name=METADATA_KEY, buffer=len(model.buffers) - 1))
     model.metadata = entries
+
+
+def _shared_buffers(model, entry) -> set[int]:
+    """Buffers that something besides ``entry`` uses: tensors (weights, or buffer 0, the empty
+    buffer of every activation), other metadata entries, the metadata_buffer list. A file whose
+    edgekit entry points at one of them must not have it overwritten."""
+    used = {0} | {t.buffer for g in (model.subgraphs or []) for t in (g.tensors or [])}
+    used |= {m.buffer for m in (model.metadata or []) if m is not entry}
+    return used | set(model.metadataBuffer if model.metadataBuffer is not None else [])
 
 
 def _name(name: str | bytes | None) -> str | None:

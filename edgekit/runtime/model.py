@@ -318,11 +318,15 @@ def load_image(path: str | os.PathLike, channels: int = 3) -> np.ndarray:
     if not Path(path).is_file():
         raise RuntimeModelError(f"image file {str(path)!r} does not exist")
     try:
-        with Image.open(path) as img:
+        with Image.open(path) as img:  # refuses a header claiming > 2 * MAX_IMAGE_PIXELS before decoding
+            if img.mode.startswith("I"):  # 16-bit grey: its high byte, as libpng (and so training) reads it
+                grey = np.clip(np.asarray(img, dtype=np.int64) >> 8, 0, 255).astype(np.uint8)
+                return grey if channels == 1 else np.repeat(grey[..., None], 3, axis=-1)
             keep_gray = channels == 1 and img.mode == "L"
             return np.asarray(img if keep_gray else img.convert("RGB"), dtype=np.uint8)
-    except OSError as exc:
-        raise RuntimeModelError(f"cannot read image {str(path)!r}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - corrupt files raise anything (OSError, SyntaxError, bomb errors, ...)
+        why = " ".join(str(exc).split()) or type(exc).__name__
+        raise RuntimeModelError(f"cannot read image {str(path)!r}: {why}") from None
 
 
 __all__ = ["Model", "load_image"]

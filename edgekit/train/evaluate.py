@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +20,11 @@ import tensorflow as tf
 
 from edgekit.data import load_split, normalize_tf, to_pixels_tf
 from edgekit.data.sources import LabeledImages
+from edgekit.models.safe_load import load_keras_model
 from edgekit.runtime.spec import PreprocessSpec
 
+from .report import save_figure
+from .runstate import atomic_write_text
 from .transfer import is_run_dir, read_run_metadata
 
 TTA_MODES = ("none", "flip", "10crop")
@@ -41,13 +43,15 @@ def load_for_eval(path: str) -> LoadedModel:
     """A run dir (model + its preprocessing) or a .keras file (preprocessing from its input)."""
     if is_run_dir(path):
         meta = read_run_metadata(path)
-        model = keras.models.load_model(Path(path) / "model.keras", compile=False, safe_mode=True)
+        model = load_keras_model(Path(path) / "model.keras")
         return LoadedModel(model, PreprocessSpec.from_dict(meta["preprocess"]),
                            tuple(meta.get("class_names", ())), path)
     if str(path).endswith(".keras") and os.path.isfile(path):
-        model = keras.models.load_model(path, compile=False, safe_mode=True)
+        model = load_keras_model(path)
         h, w, c = model.input_shape[1:]
         return LoadedModel(model, PreprocessSpec((h, w), c), (), path)
+    if not os.path.exists(path):
+        raise ValueError(f"MODEL {path!r} does not exist; expected an edgekit run directory or a .keras file")
     raise ValueError(f"MODEL got {path!r}; expected an edgekit run directory or a .keras file")
 
 
@@ -118,10 +122,7 @@ def _write_outputs(out: Path, result: dict, cm: np.ndarray, names) -> None:
     import matplotlib.pyplot as plt
 
     out.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out, suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(tmp, out / "evaluation.json")
+    atomic_write_text(out / "evaluation.json", json.dumps(result, indent=2))
     fig, ax = plt.subplots(figsize=(1 + 0.6 * len(names), 1 + 0.6 * len(names)))
     ax.imshow(cm, cmap="Blues")
     ax.set_xticks(range(len(names)), names, rotation=90)
@@ -132,8 +133,7 @@ def _write_outputs(out: Path, result: dict, cm: np.ndarray, names) -> None:
     ax.set_ylabel("true")
     ax.set_title(f"accuracy {result['accuracy']:.4f} ({result['tta']})")
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=out, suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, out / "confusion.png")
+    try:
+        save_figure(fig, out / "confusion.png")
+    finally:
+        plt.close(fig)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import csv
 import math
 import os
-import tempfile
 from pathlib import Path
+
+from .runstate import temp_path
 
 
 def _number(text: str | None) -> float:
@@ -38,12 +39,17 @@ def plot_curves(history_csv: Path, out_png: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=out_png.parent, suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, out_png)
+        save_figure(fig, out_png)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+
+def save_figure(fig, path: Path) -> None:
+    """``fig`` as a PNG at ``path``, atomically (hidden temporary file, then rename)."""
+    tmp = temp_path(path)
+    try:
+        fig.savefig(tmp, dpi=100, format="png")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -42,9 +42,10 @@ from .dataset import EpochData, images_are_grayscale
 from .losses import SmoothedSparseCrossentropy
 from .precise_bn import PreciseBNValidation
 from .report import plot_curves
-from .runstate import EpochCheckpoint, atomic_save_model, atomic_write_text, load_checkpoint, read_state
+from .runstate import (CHECKPOINTS, STATE, EpochCheckpoint, atomic_save_model, atomic_write_text, load_checkpoint,
+                       read_state, remove_stale_temps, trim_history)
 from .strategy import is_chief, is_multi_worker, make_strategy, shard_by_data
-from .transfer import apply_freeze, is_run_dir, load_pretrained, read_run_metadata, unfreeze_all
+from .transfer import apply_freeze, check_weights, is_run_dir, load_pretrained, read_run_metadata, unfreeze_all
 
 
 PRECISE_BN_IMAGES = 2048
@@ -147,18 +148,48 @@ def _callbacks(cfg: TrainConfig, run_dir: Path, work_dir: Path, phase: str, n_im
 
 def _prepare_run_dir(cfg: TrainConfig, chief: bool) -> tuple[Path, dict | None]:
     """The run directory and, with --resume, its checkpoint state. Other workers than the
-    chief read it (to resume from the same checkpoint) but never create or write it."""
+    chief read it (to resume from the same checkpoint) but never create or write it. A new
+    run's directory is made later, once its input is known to be usable (_make_run_dir)."""
     run_dir = Path(cfg.out)
     state = read_state(run_dir) if run_dir.exists() else None
     if cfg.resume:
+        if state is None and is_run_dir(run_dir):
+            raise ValueError(f"--resume: {run_dir} holds a finished run (model.keras, no checkpoint); nothing to resume")
         if state is None:
             raise ValueError(f"--resume: {run_dir} holds no checkpoint to resume from")
+        if chief:
+            _tidy(run_dir, state["epoch"])
         return run_dir, state
     if state is not None or (run_dir / "model.keras").exists():
         raise ValueError(f"--out {str(run_dir)!r} already holds a run; use --resume to continue it or another --out")
-    if chief:
-        run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir, None
+
+
+def _check_can_make(run_dir: Path) -> None:
+    """RUN_DIR is a folder or can be made: the nearest of it and its parents that exists is a folder."""
+    existing = next(p for p in (run_dir, *run_dir.parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"--out {str(run_dir)!r} cannot be a folder: {str(existing)!r} is a file")
+
+
+def _make_run_dir(run_dir: Path) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _tidy(run_dir, 0)  # what a run killed before its first checkpoint left
+
+
+def _tidy(run_dir: Path, epochs_done: int) -> None:
+    """Before (re)starting in RUN_DIR: drop a killed run's temporary files and its history rows
+    of epochs that are about to be trained again."""
+    stale = remove_stale_temps(run_dir)
+    if stale:
+        log(f"removed {len(stale)} temporary file(s) left by the interrupted run, e.g. {stale[0].name}")
+    trim_history(run_dir, epochs_done)
+
+
+def _finish(run_dir: Path) -> None:
+    """The run is complete once state.json is gone (see runstate); then the checkpoints go."""
+    (run_dir / CHECKPOINTS / STATE).unlink(missing_ok=True)
+    shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -172,13 +203,26 @@ def train(cfg: TrainConfig) -> dict:
     # Before any other TensorFlow work: a multi-worker strategy configures the runtime.
     strategy = make_strategy(cfg.strategy)
     chief = is_chief(strategy)
+    # Bad input (ARCH, --augment, --weights, --out, the data) is refused before RUN_DIR is made.
+    get_spec(cfg.arch)
+    augment = parse_augment(cfg.augment)
+    check_weights(cfg.weights)
+    _check_can_make(Path(cfg.out))
     run_dir, state = _prepare_run_dir(cfg, chief)
+    if state is not None and state["epoch"] == _phases(cfg)[-1][2] and is_run_dir(run_dir):
+        # Killed after writing model.keras and edgekit.json, before curve.png or the clean-up.
+        log(f"{run_dir} already holds the final files of all {state['epoch']} epochs; removing its checkpoints")
+        if chief:
+            _merge_history_plot(run_dir)
+            _finish(run_dir)
+        return read_run_metadata(run_dir)
     base = read_run_metadata(cfg.weights) if cfg.weights and is_run_dir(cfg.weights) else None
     if base is not None and base.get("architecture") != cfg.arch:
         raise ValueError(f"--weights run is a {base.get('architecture')!r}; ARCH got {cfg.arch!r}")
     train_data, val_data = _load_data(cfg)
+    if chief and state is None:
+        _make_run_dir(run_dir)
     spec = _spec(cfg, train_data, base)
-    augment = parse_augment(cfg.augment)
     pca = fit_colour_pca(train_data, spec, seed=cfg.seed) if augment.pca else None
     log(f"{len(train_data)} training images, {0 if val_data is None else len(val_data)} validation, "
         f"{len(train_data.class_names)} classes; input {spec.size[0]}x{spec.size[1]}x{spec.channels}; "
@@ -207,7 +251,7 @@ def train(cfg: TrainConfig) -> dict:
         atomic_save_model(model, run_dir / "model.keras")
         atomic_write_text(run_dir / "edgekit.json", json.dumps(meta, indent=2))
         _merge_history_plot(run_dir)
-        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+        _finish(run_dir)
     return meta
 
 
@@ -250,8 +294,12 @@ def _run_phases(cfg: TrainConfig, strategy, run_dir: Path, work_dir: Path, state
                       verbose=2 if not sys.stderr.isatty() else 1)
         for k, v in h.history.items():
             history.setdefault(k, []).extend(float(x) for x in v)
-    if model is None:
-        raise ValueError(f"{run_dir} already finished all {phases[-1][2]} epochs; nothing to resume")
+    if model is None:  # every epoch was trained; the final files were not (all) written
+        if state is None or start != phases[-1][2]:
+            raise ValueError(f"{run_dir} has trained {start} epochs, more than the {phases[-1][2]} asked for; "
+                             "nothing to resume")
+        model = load_checkpoint(run_dir, state)
+        log(f"all {start} epochs were trained before the interruption; writing the final files")
     return model, history, transfer_info
 
 

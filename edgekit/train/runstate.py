@@ -8,10 +8,17 @@ RUN_DIR/
   curve.png          training curves
   checkpoints/       epoch-NNN.keras (model + optimizer) and state.json, for --resume
   tensorboard/       TensorBoard logs
+
+Every file is written under a hidden temporary name (``.NAME.<random>.tmp``, or
+``.STEM.tmp.keras`` for models) and renamed onto its final name, so a run killed at any point
+leaves complete files or none. ``state.json`` is the commit point of an epoch: it is written
+after the epoch's checkpoint and removed first when the run finishes, so a run directory whose
+``state.json`` names epoch N holds a complete checkpoint of epoch N.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import tempfile
@@ -19,22 +26,42 @@ from pathlib import Path
 
 import keras
 
+from edgekit.models.safe_load import load_keras_model
+
 CHECKPOINTS = "checkpoints"
 STATE = "state.json"
+HISTORY = "history.csv"
 KEEP = 2
+TEMP_PATTERNS = (".*.tmp", ".*.tmp.keras")  # what the writers below leave when killed
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def temp_path(path: Path) -> Path:
+    """A new, empty hidden file next to ``path`` with the usual permissions (mkstemp's 0600
+    would otherwise carry over to the final file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())
+    return Path(tmp)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = temp_path(path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_save_model(model: keras.Model, path: Path) -> None:
@@ -46,6 +73,48 @@ def atomic_save_model(model: keras.Model, path: Path) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def remove_stale_temps(run_dir: Path) -> list[Path]:
+    """Delete the temporary files a killed run left in RUN_DIR and its checkpoints (one process
+    writes a run directory at a time, so none of them is still being written)."""
+    stale = [p for folder in (run_dir, run_dir / CHECKPOINTS) for pattern in TEMP_PATTERNS
+             for p in folder.glob(pattern) if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
+def _row_epoch(line: bytes, width: int) -> int | None:
+    try:
+        row = next(csv.reader([line.decode("utf-8")]))
+        return int(row[0]) if len(row) == width else None
+    except (UnicodeDecodeError, ValueError, IndexError, StopIteration, csv.Error):
+        return None
+
+
+def trim_history(run_dir: Path, epochs: int) -> None:
+    """Keep only the history.csv rows of epochs ``0 .. epochs - 1``.
+
+    Keras' CSVLogger appends an epoch's row before that epoch's checkpoint is written, so a run
+    killed in between has a row for an epoch that ``--resume`` trains again; a line the kill cut
+    short (no line end) is dropped as well. ``epochs=0`` (a fresh start) removes the file.
+    """
+    path = run_dir / HISTORY
+    if not path.is_file():
+        return
+    if epochs == 0:
+        path.unlink()
+        return
+    data = path.read_bytes()
+    lines = [line for line in data.splitlines(keepends=True) if line.endswith(b"\n")]
+    if not lines:
+        path.unlink()
+        return
+    width = len(next(csv.reader([lines[0].decode("utf-8", "replace")])))
+    kept = lines[:1] + [line for line in lines[1:] if _row_epoch(line, width) in range(epochs)]
+    if b"".join(kept) != data:
+        atomic_write_bytes(path, b"".join(kept))
 
 
 def read_state(run_dir: Path) -> dict | None:
@@ -80,4 +149,4 @@ def load_checkpoint(run_dir: Path, state: dict) -> keras.Model:
     path = run_dir / CHECKPOINTS / state["checkpoint"]
     if not path.is_file():
         raise ValueError(f"checkpoint {path} named in state.json is missing; cannot resume")
-    return keras.models.load_model(path, compile=True, safe_mode=True)
+    return load_keras_model(path, compile=True)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import keras
 
+from edgekit.models.safe_load import archive_problem, load_keras_model
+
 from .config import Freeze, FreezeSpec
 
 HEAD_LAYERS = ("predictions", "top_dropout", "conv_preds", "reshape_2", "dropout")
@@ -45,13 +47,41 @@ def copy_matching_weights(src: keras.Model, dst: keras.Model) -> tuple[int, list
     return copied, skipped
 
 
+def check_weights(weights: str | None) -> None:
+    """Refuse a --weights that cannot be loaded, before any data is read or folder made: a
+    missing path, a folder that is no run, a file of another kind, or a .keras/.h5 file that is
+    not a zip/HDF5 archive at all (empty, truncated, random bytes). A file that passes can
+    still fail to load; that is reported when it is loaded."""
+    if weights is None:
+        return
+    path = Path(weights)
+    expected = "expected an edgekit run dir, a .keras file or a keras.applications .h5 weight file"
+    if not path.exists():
+        raise ValueError(f"--weights {weights!r} does not exist; {expected}")
+    if path.is_dir():
+        if not is_run_dir(path):
+            raise ValueError(f"--weights {weights!r} is a folder without model.keras and edgekit.json; {expected}")
+        return
+    if path.suffix == ".keras":
+        problem = archive_problem(path)
+        if problem:
+            raise ValueError(f"--weights {weights!r}: {problem}")
+    elif path.suffix == ".h5":
+        import h5py
+
+        if not h5py.is_hdf5(path):
+            raise ValueError(f"--weights {weights!r} is not an HDF5 weight file")
+    else:
+        raise ValueError(f"--weights got {weights!r}; {expected}")
+
+
 def load_pretrained(dst: keras.Model, weights: str) -> tuple[int, list[str]]:
     """Load an edgekit run dir, a .keras file or a keras.applications .h5 into ``dst`` by name."""
     path = Path(weights)
     if is_run_dir(path):
         path = path / "model.keras"
     if path.suffix == ".keras" and path.is_file():
-        src = keras.models.load_model(path, compile=False, safe_mode=True)
+        src = load_keras_model(path)
         return copy_matching_weights(src, dst)
     if path.is_file() and path.suffix == ".h5" and not path.name.endswith(".weights.h5"):
         import h5py
