@@ -421,3 +421,53 @@ def test_remote_destination_that_ssh_would_read_as_an_option_is_refused(destinat
 
     with pytest.raises(ValueError, match="--remote got"):
         SshTarget(destination)
+
+
+# -- .tflite files whose weights do not match their shapes ---------------------------------------
+
+@pytest.fixture(scope="module")
+def small_tflite() -> bytes:
+    import keras
+    import tensorflow as tf
+
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3), keras.layers.Flatten(),
+                              keras.layers.Dense(3)])
+    return bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+
+
+def _mutate_weights(model_bytes: bytes, kind: str) -> bytes:
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(model_bytes))
+    graph = model.subgraphs[0]
+    consts = [t for t in graph.tensors if model.buffers[t.buffer].data is not None and len(model.buffers[t.buffer].data)]
+    big = max(consts, key=lambda t: len(model.buffers[t.buffer].data))
+    small = min(consts, key=lambda t: len(model.buffers[t.buffer].data))
+    if kind == "shape shrunk":  # LiteRT runs this one, reading a fraction of the weights
+        big.shape = np.ones(len(big.shape), dtype=np.int32)
+    elif kind == "buffers swapped":
+        big.buffer, small.buffer = small.buffer, big.buffer
+    elif kind == "data cut":
+        model.buffers[big.buffer].data = model.buffers[big.buffer].data[:8]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+@pytest.mark.parametrize("kind", ["shape shrunk", "buffers swapped", "data cut"])
+def test_tflite_weights_that_do_not_fit_their_shape_are_refused(small_tflite, tmp_path, kind):
+    from edgekit.runtime import Model, RuntimeModelError
+
+    path = tmp_path / "bad.tflite"
+    path.write_bytes(_mutate_weights(small_tflite, kind))
+    with pytest.raises(RuntimeModelError, match=r"is corrupt: constant tensor .* needs \d+ bytes but its buffer \d+ holds \d+"):
+        Model(path)
+    image = tmp_path / "x.npy"
+    np.save(image, np.zeros((1, 8, 8, 1), np.float32))
+    _assert_one_line_error(_cli("predict", path, image, "--raw"), "constant tensor")
+
+
+def test_consistent_tflite_still_loads(small_tflite, tmp_path):
+    from edgekit.runtime import Model
+
+    path = tmp_path / "good.tflite"
+    path.write_bytes(small_tflite)
+    assert Model(path).predict(np.zeros((1, 8, 8, 1), np.float32)).shape == (1, 3)

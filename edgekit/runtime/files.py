@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from .errors import RuntimeModelError
 from .flatbuf import FILE_IDENTIFIER, has_identifier, parse_tflite
+from .tflite_graph import parse_graph
 from .onnxproto import ExternalData, external_data, parse_onnx
 from .spec import METADATA_KEY
 
@@ -70,8 +71,35 @@ def _tflite_metadata(path: Path, data) -> str | None:
         raise RuntimeModelError(f"{str(path)!r} is truncated or corrupt: {exc}") from None
     if layout.subgraphs == 0:
         raise RuntimeModelError(f"{str(path)!r} is not a usable TFLite model: it has no subgraphs")
+    _check_constants(path, data)
     raw = layout.metadata_bytes(data, METADATA_KEY)
     return None if raw is None else _decode(path, raw)
+
+
+# Bytes per element of the fixed-width TensorTypes; packed (int4, ...), string and handle types
+# are not checked.
+_ITEM_BYTES = {"float32": 4, "float16": 2, "int32": 4, "uint8": 1, "int64": 8, "bool": 1, "int16": 2,
+               "complex64": 8, "int8": 1, "float64": 8, "complex128": 16, "uint64": 8, "uint32": 4,
+               "uint16": 2, "bfloat16": 2}
+
+
+def _check_constants(path: Path, data) -> None:
+    """Operator and tensor indices in range, and every constant tensor of the main subgraph
+    (weights, biases) backed by exactly as many bytes as its shape needs: LiteRT trusts both and
+    reads past the buffer (a segfault in ``invoke``) when a file says otherwise."""
+    try:
+        graph = parse_graph(data)
+    except ValueError as exc:
+        raise RuntimeModelError(f"{str(path)!r} is truncated or corrupt: {exc}") from None
+    for t in graph.tensors:
+        item = _ITEM_BYTES.get(t.dtype)
+        if not t.constant or item is None or t.sparse:
+            continue
+        have, need = graph.layout.buffers[t.buffer].size, t.size * item
+        if have != need:
+            raise RuntimeModelError(
+                f"{str(path)!r} is corrupt: constant tensor {t.name!r} ({t.dtype}, shape {list(t.shape)}) "
+                f"needs {need} bytes but its buffer {t.buffer} holds {have}")
 
 
 def _onnx_metadata(path: Path, data) -> str | None:

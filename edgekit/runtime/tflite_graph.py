@@ -67,7 +67,7 @@ TENSOR_TYPES = ("float32", "float16", "int32", "uint8", "int64", "string", "bool
 
 _CODE_DEPRECATED, _CODE_CUSTOM, _CODE_BUILTIN = 0, 1, 3
 _SG_TENSORS, _SG_INPUTS, _SG_OUTPUTS, _SG_OPERATORS = 0, 1, 2, 3
-_T_SHAPE, _T_TYPE, _T_BUFFER, _T_NAME, _T_SIGNATURE = 0, 1, 2, 3, 7
+_T_SHAPE, _T_TYPE, _T_BUFFER, _T_NAME, _T_SPARSITY, _T_SIGNATURE = 0, 1, 2, 3, 6, 7
 _OP_OPCODE, _OP_INPUTS, _OP_OUTPUTS, _OP_OPTIONS = 0, 1, 2, 4
 
 
@@ -80,6 +80,7 @@ class TfliteTensor:
     dtype: str
     buffer: int
     constant: bool  # its buffer holds data (weights, biases, shape operands)
+    sparse: bool = False  # stored compressed (a sparsity table): fewer bytes than its shape
 
     @property
     def size(self) -> int:
@@ -132,7 +133,7 @@ def _tensor(table: _Table, index: int, layout: TfliteLayout) -> TfliteTensor:
     return TfliteTensor(index, table.string(_T_NAME) or f"tensor_{index}", _ints(table, _T_SHAPE),
                         signature or None,
                         TENSOR_TYPES[type_code] if type_code < len(TENSOR_TYPES) else f"type_{type_code}",
-                        buffer, constant)
+                        buffer, constant, table.field(_T_SPARSITY, 4) is not None)
 
 
 def _adj_x(op: _Table) -> bool:
