@@ -13,11 +13,12 @@ from __future__ import annotations
 import glob
 import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+
+from edgekit.tempfiles import hidden_temp
 
 from .context import ConversionContext
 from .targets import Target
@@ -70,19 +71,10 @@ PARTIAL = ".partial-"
 _PARTIAL_PID = re.compile(re.escape(PARTIAL) + r"(\d+)-")
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def partial_path(path: Path) -> Path:
     """A new hidden file next to ``path``, named after it and this process, with the usual
     permissions (mkstemp's 0600 would otherwise carry over to the published file)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{PARTIAL}{os.getpid()}-", suffix=path.suffix)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())
-    return Path(tmp)
+    return hidden_temp(path, f".{path.name}{PARTIAL}{os.getpid()}-", path.suffix)
 
 
 def _alive(pid: int) -> bool:

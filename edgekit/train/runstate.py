@@ -21,12 +21,12 @@ from __future__ import annotations
 import csv
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import keras
 
 from edgekit.models.safe_load import load_keras_model
+from edgekit.tempfiles import hidden_temp
 
 CHECKPOINTS = "checkpoints"
 STATE = "state.json"
@@ -35,20 +35,11 @@ KEEP = 2
 TEMP_PATTERNS = (".*.tmp", ".*.tmp.keras")  # what the writers below leave when killed
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def temp_path(path: Path) -> Path:
     """A new, empty hidden file next to ``path`` with the usual permissions (mkstemp's 0600
     would otherwise carry over to the final file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())
-    return Path(tmp)
+    return hidden_temp(path, f".{path.name}.", ".tmp")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
