@@ -77,12 +77,18 @@ def test_every_target_is_written_validated_and_carries_metadata(exported, key):
     assert f.error is None and f.path.parent == out and f.path.stat().st_size == f.size_bytes > 0
     meta = read_metadata(f.path)
     assert meta.precision == f.target.precision.value
-    assert meta.preprocess == PreprocessSpec(size=(28, 28), channels=1)
+    # Camera-ready defaults: the grayscale model takes RGB; int8 TFLite takes raw uint8 pixels.
+    pixels = key == "tflite/int8"
+    assert meta.preprocess == PreprocessSpec(size=(28, 28), channels=3, **({"mean": (0.0,), "std": (1.0,)} if pixels else {}))
+    assert meta.extra["input"]["trained_preprocess"] == PreprocessSpec(size=(28, 28), channels=1).to_dict()
     assert len(meta.class_names) == 10 and meta.architecture == "tiny" and meta.layout == "NHWC"
     model = Model(f.path)
-    want_dtype = "int8" if key == "tflite/int8" else "float32"
-    assert str(model.inputs[0].dtype) == want_dtype
+    want_dtype = "uint8" if pixels else "float32"
+    assert str(model.inputs[0].dtype) == want_dtype and model.inputs[0].shape[-1] == 3
     assert meta.extra["quantization"]["input"][0]["dtype"] == want_dtype
+    if pixels:
+        q = model.inputs[0].quantization
+        assert (q.scale, q.zero_point) == (1.0, 0) and str(model.outputs[0].dtype) == "float32"
     v = f.validation
     assert v.samples == 200 and v.accuracy is not None
     if f.target.precision.value in ("fp32", "fp16", "dynamic"):
@@ -139,7 +145,7 @@ def test_float_io_int8_and_nchw_onnx(run_dir, tmp_path):
     r = export_model(run_dir, ExportOptions(formats=(Format.ONNX,), nchw=True, out_dir=tmp_path / "nchw"),
                      log=lambda line: None)
     (f,) = r.files
-    assert list(Model(f.path).inputs[0].shape[1:]) == [1, 28, 28]
+    assert list(Model(f.path).inputs[0].shape[1:]) == [3, 28, 28]
     assert read_metadata(f.path).layout == "NCHW" and f.validation.agreement == 1.0
 
 
@@ -372,12 +378,15 @@ def test_int8_float_head_is_hybrid_and_plain_head_is_int8(run_dir, exported, tmp
     (head,) = [f for f in report.files if f.target.key == "tflite/int8"]
     assert head.notes["float_head"] and head.notes["hybrid_fully_connected"] == 1
     assert _tflite_fc_types(head.path) == [("INT8", "FLOAT32")]
-    assert str(Model(head.path).inputs[0].dtype) == "int8"  # the I/O types stay as asked
+    m = Model(head.path)  # uint8 pixels in; the float head's float scores out
+    assert (str(m.inputs[0].dtype), str(m.outputs[0].dtype)) == ("uint8", "float32")
 
     plain = export_model(run_dir, ExportOptions(formats=tuple(Format), precisions=(Precision.INT8,),
                                                 int8_head="int8", out_dir=tmp_path), log=lambda line: None)
     tfl, onx = plain.files
-    assert "float_head" not in tfl.notes and tfl.notes["io"] == "int8"
+    assert "float_head" not in tfl.notes and tfl.notes["io"] == "uint8 pixels in"
+    m = Model(tfl.path)  # a fully int8 head: uint8 scores out
+    assert (str(m.inputs[0].dtype), str(m.outputs[0].dtype)) == ("uint8", "uint8")
     assert _tflite_fc_types(tfl.path) == [("INT8", "INT8")]
     assert head.size_bytes <= tfl.size_bytes * 1.05  # int8 weights either way
     assert onx.notes["float_head"] is False

@@ -28,7 +28,7 @@ MINOR_FLOAT_MACS = 0.05  # float operators with less of the MACs than this are a
 class Int8Facts:
     """What the int8 file says about itself."""
 
-    float_io: bool  # a float32 input or output tensor
+    float_io: bool  # a float32 input (quantized on every call)
     op_count: int
     float_ops: tuple[str, ...] = ()  # types of the computing operators that run in float (or hybrid)
     float_mac_share: float | None = None  # fraction of MACs outside int8 kernels
@@ -96,8 +96,8 @@ def _float_ops(facts: Int8Facts) -> str | None:
 def _float_io(fmt: str, facts: Int8Facts) -> str | None:
     if not facts.float_io:
         return None
-    fix = "export without --float-io" if fmt == "tflite" else "ONNX int8 files always take float"
-    return f"float input/output: every call quantizes the input and dequantizes the output ({fix})"
+    fix = "export with --io uint8, the default" if fmt == "tflite" else "ONNX int8 files always take float"
+    return f"float input: every call quantizes the input ({fix})"
 
 
 def _onnx_flavour(facts: Int8Facts, settings: RunSettings) -> str | None:

@@ -10,8 +10,10 @@ from .common import CliError, emit_json, quiet_tensorflow, run_checked, stdout_t
 from .tables import print_table
 
 # Choices come from the export package's Enums; listed here so that --help works without
-# importing TensorFlow.
+# importing TensorFlow (tests/test_export_inputs.py checks they match the Enums).
 _METHODS = ["minmax", "entropy", "percentile"]
+_IO = ["auto", "uint8", "int8", "float"]
+_COLORS = ["rgb", "native"]
 
 
 @click.command("export")
@@ -27,7 +29,17 @@ _METHODS = ["minmax", "entropy", "percentile"]
 @click.option("--calibration-method", type=click.Choice(_METHODS), default=None,
               help="Activation range method for ONNX int8 (TFLite always uses min/max)  [default: percentile "
                    "when the calibration activations fit in 2 GiB, else minmax]")
-@click.option("--float-io", is_flag=True, help="TFLite int8: keep float32 input and output tensors.")
+@click.option("--io", "io", type=click.Choice(_IO), default="auto", show_default=True,
+              help="TFLite int8 input/output types. auto = uint8: raw camera pixels 0..255 in (the normalisation "
+                   "is in the graph), float scores out (uint8 with --int8-head int8); int8: int8 in and out, "
+                   "quantized from normalised values; float: float32 in and out.")
+@click.option("--input-color", type=click.Choice(_COLORS), default="rgb", show_default=True,
+              help="rgb: a model trained on grayscale images takes RGB images, converted to gray inside the "
+                   "file with edgekit's luma weights (what MediaPipe and phone cameras need); native: the "
+                   "channels it was trained on.")
+@click.option("--embedding", is_flag=True,
+              help="Export the pooled features instead of the classifier (for MediaPipe's ImageEmbedder).")
+@click.option("--float-io", is_flag=True, help="TFLite int8: float32 input and output (the same as --io float).")
 @click.option("--int8-head", type=click.Choice(["float", "int8"]), default="float", show_default=True,
               help="int8: run the classifier (fully connected + softmax) on float activations with int8 "
                    "weights (TFLite hybrid ops; ONNX float nodes), or fully in int8.")
@@ -46,7 +58,7 @@ _METHODS = ["minmax", "entropy", "percentile"]
 @click.option("--force", is_flag=True, help="Overwrite existing files.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 def export_command(model: Path, formats: str, precisions: str, calibration, num_calibration,
-                   calibration_method: str, float_io: bool, int8_head: str, nchw: bool, onnx_quant_format, onnx_activation_type,
+                   calibration_method: str, io: str, input_color: str, embedding: bool, float_io: bool, int8_head: str, nchw: bool, onnx_quant_format, onnx_activation_type,
                    num_validation: int, report: bool, max_accuracy_drop, out_dir, force: bool, as_json: bool) -> int:
     """Export MODEL (a run folder or a .keras file) to TFLite and/or ONNX, validated.
 
@@ -62,7 +74,8 @@ def export_command(model: Path, formats: str, precisions: str, calibration, num_
             formats=parse_choices(formats, Format, "--format"),
             precisions=parse_choices(precisions, Precision, "--quantize"),
             out_dir=out_dir, calibration=calibration, num_calibration=num_calibration,
-            calibration_method=CalibrationMethod(calibration_method) if calibration_method else None, float_io=float_io, int8_head=int8_head, nchw=nchw,
+            calibration_method=CalibrationMethod(calibration_method) if calibration_method else None, float_io=float_io, io=io, input_color=input_color, embedding=embedding,
+            int8_head=int8_head, nchw=nchw,
             onnx_quant_format=OnnxQuantFormat(onnx_quant_format) if onnx_quant_format else None,
             onnx_activation_type=ActivationType(onnx_activation_type) if onnx_activation_type else None,
             num_validation=num_validation, force=force, report=report, max_accuracy_drop=max_accuracy_drop))

@@ -146,7 +146,7 @@ def _prepare(model, path: Path, raw: bool):
         else:
             _require_pillow(path)
             image = load_image(path, model.metadata.preprocess.channels)
-        return model.preprocess(image)[None]
+        return model.prepare(image)[None]
     except (RuntimeModelError, ValueError, TypeError) as exc:  # preprocess refuses odd images with these
         message = _one_line(exc)
         raise CliError(message if str(path) in message else f"{str(path)!r}: {message}") from None

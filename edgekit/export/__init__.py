@@ -8,6 +8,7 @@ quantization; calibration data comes from ``edgekit.data``.
 
 from .cpu import OnnxQuantChoice, default_onnx_quant
 from .exporter import ExportReport, export_model
+from .inputs import InputColor, InputForm, IoType, embedding_model
 from .options import (
     ActivationType,
     CalibrationMethod,
@@ -23,6 +24,6 @@ from .writer import ExportError, FileResult
 
 __all__ = [
     "ActivationType", "CalibrationMethod", "ExportError", "ExportOptions", "ExportReport", "FileResult",
-    "Format", "OnnxQuantChoice", "OnnxQuantFormat", "Precision", "TARGETS", "Target", "UNSUPPORTED",
-    "default_onnx_quant", "export_model", "get_target", "parse_choice", "parse_choices", "select_targets",
+    "Format", "InputColor", "InputForm", "IoType", "OnnxQuantChoice", "OnnxQuantFormat", "Precision", "TARGETS", "Target", "UNSUPPORTED",
+    "default_onnx_quant", "embedding_model", "export_model", "get_target", "parse_choice", "parse_choices", "select_targets",
 ]

@@ -3,12 +3,17 @@
 Order of work: check options and destinations, load the model and the data (calibration and
 validation, materialised up front so bad data fails before any file is written), run each
 target through ``writer.export_target``, then the optional int8 sensitivity report.
+
+Each target gets the input form it needs (``inputs.InputForm``: raw uint8 pixels for int8
+TFLite by default, RGB for a grayscale model): one conversion context per form, holding the
+model behind its input adapter and the calibration and validation images in that form, with
+the Keras reference computed from what edgekit's preprocessing gives for the same images.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -18,10 +23,11 @@ from edgekit.runtime.spec import ModelMetadata
 from . import datasets, sensitivity
 from .context import ConversionContext
 from .cpu import default_onnx_quant
+from .inputs import InputForm, IoType, embedding_model
 from .options import ExportOptions, Format, Precision
 from .source import ExportSource, load_source
 from .targets import Target, select_targets
-from .validate import keras_reference, validate_file
+from .validate import Reference, keras_reference, validate_file
 from .writer import ExportError, FileResult, check_destinations, export_target, remove_stale_partials, write_atomic
 
 
@@ -73,10 +79,11 @@ def export_model(model: str | Path, options: ExportOptions = ExportOptions(),
     with ``error`` set (``report.ok`` is False); other targets still run.
     """
     targets, skipped = select_targets(options.formats, options.precisions)
-    wants_int8_tflite = any(t.key == "tflite/int8" for t in targets)
-    if (options.report or options.max_accuracy_drop is not None) and not wants_int8_tflite:
-        raise ExportError("--report and --max-accuracy-drop apply to tflite int8; add tflite to --format and int8 to --quantize")
+    _check_options(options, targets)
     source = load_source(model, options.preprocess)
+    if options.embedding:
+        source.model, source.class_names = _embedding(source), ()
+    _check_class_names(source)
     out = Path(options.out_dir) if options.out_dir is not None else source.folder
     paths = output_paths(source.name, out, targets)
     csv_path = out / f"{source.name}_int8_report.csv" if options.report else None
@@ -85,30 +92,87 @@ def export_model(model: str | Path, options: ExportOptions = ExportOptions(),
     report = ExportReport(model=str(model), skipped=skipped, warnings=list(source.warnings))
     for w in source.warnings:
         log(f"warning: {w}")
-    ctx = _context(source, options, targets, report)
+    base = _context(source, options, targets, report)
+    contexts = {form: _form_context(base, form) for form in {_form(t, source, options) for t in targets}}
     out.mkdir(parents=True, exist_ok=True)  # only once the data is known to be usable
     stale = remove_stale_partials([*paths.values(), *([csv_path] if csv_path else [])])
     if stale:
         log(f"removed {len(stale)} partial file(s) left by an interrupted export, e.g. {stale[0].name}")
     try:
         for target in targets:
-            finish = _finisher(target, source, ctx, options)
+            form = _form(target, source, options)
+            ctx = contexts[form]
+            finish = _finisher(target, source, ctx, options, form)
             report.files.append(export_target(target, ctx, paths[target.key], finish,
                                               strict=target.precision is Precision.FP32, log=log))
         if options.report:
+            int8 = next(t for t in targets if t.key == "tflite/int8")
+            ctx = contexts[_form(int8, source, options)]
             layers = sensitivity.layer_errors(ctx)
             write_atomic(csv_path, sensitivity.report_csv(layers))
             report.sensitivity_csv, report.sensitivity_table = csv_path, sensitivity.format_table(layers)
             log(f"[tflite/int8] wrote per-layer report {csv_path}")
     finally:
-        ctx.close()
+        for ctx in {id(c): c for c in (base, *contexts.values())}.values():
+            ctx.close()
     return report
+
+
+def _check_options(options: ExportOptions, targets: list[Target]) -> None:
+    """Options that no requested file can take: one-line errors before any work."""
+    wants_int8_tflite = any(t.key == "tflite/int8" for t in targets)
+    if (options.report or options.max_accuracy_drop is not None) and not wants_int8_tflite:
+        raise ExportError("--report and --max-accuracy-drop apply to tflite int8; add tflite to --format and int8 to --quantize")
+    if (options.io is not IoType.AUTO or options.float_io) and not wants_int8_tflite:
+        kinds = ", ".join(t.key for t in targets)
+        raise ExportError(f"--io {options.int8_io.value} sets the input/output types of tflite int8 files; "
+                          f"this export writes {kinds}, whose inputs are float (add tflite to --format and int8 to --quantize)")
+    if options.embedding and options.max_accuracy_drop is not None:
+        raise ExportError("--max-accuracy-drop needs class scores; an --embedding file has none")
+
+
+def _embedding(source: ExportSource):
+    try:
+        return embedding_model(source.model)
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
+
+
+def _check_class_names(source: ExportSource) -> None:
+    outputs = source.model.outputs
+    if len(outputs) != 1:
+        raise ExportError(f"model has {len(outputs)} outputs; edgekit exports single-output image models")
+    size = outputs[0].shape[-1]
+    if source.class_names and len(source.class_names) != size:
+        raise ExportError(f"the run lists {len(source.class_names)} class names but the model outputs {size} scores")
+
+
+def _form(target: Target, source: ExportSource, options: ExportOptions) -> InputForm:
+    pixels = target.key == "tflite/int8" and options.int8_io is IoType.UINT8
+    return InputForm.choose(source.spec, options.input_color, pixels)
+
+
+def _form_context(base: ConversionContext, form: InputForm) -> ConversionContext:
+    """The conversion context of one input form: the model behind its adapter, the images in
+    that form, and the Keras reference for what edgekit's preprocessing makes of them."""
+    if not form.needs_adapter:
+        return base
+    validation = base.validation
+    inputs = form.from_native(validation.inputs)
+    reference = base.reference
+    if form.converts_color:  # the luma of an RGB-repeated gray image is 0.9999 of it: recompute
+        reference = keras_reference(base.model, replace(validation, inputs=form.to_native(inputs)))
+    return ConversionContext(form.wrap(base.model), base.options,
+                             None if base.calibration is None else form.from_native(base.calibration),
+                             validation=replace(validation, inputs=inputs),
+                             reference=Reference(reference.outputs, reference.accuracy))
 
 
 def _context(source: ExportSource, options: ExportOptions, targets: list[Target],
              report: ExportReport) -> ConversionContext:
     data_path = options.calibration or source.data_path
-    num_classes = int(source.model.outputs[0].shape[-1])
+    # An embedding has no classes: its validation compares features, with no labels.
+    num_classes = -1 if options.embedding else int(source.model.outputs[0].shape[-1])
     calibration = None
     if any(t.needs_calibration for t in targets):
         if data_path is None:
@@ -130,7 +194,8 @@ def _context(source: ExportSource, options: ExportOptions, targets: list[Target]
     return ConversionContext(source.model, options, calibration, validation=validation, reference=reference)
 
 
-def _finisher(target: Target, source: ExportSource, ctx: ConversionContext, options: ExportOptions):
+def _finisher(target: Target, source: ExportSource, ctx: ConversionContext, options: ExportOptions,
+              form: InputForm):
     layout = "NCHW" if target.format is Format.ONNX and options.nchw else "NHWC"
 
     def finish(path: Path):
@@ -138,9 +203,11 @@ def _finisher(target: Target, source: ExportSource, ctx: ConversionContext, opti
 
         probe = Model(path)
         meta = ModelMetadata(
-            preprocess=source.spec, class_names=source.class_names, architecture=source.architecture,
+            preprocess=form.spec(), class_names=source.class_names, architecture=source.architecture,
             layout=layout, precision=target.precision.value, edgekit_version=__version__,
             extra={"format": target.format.value,
+                   "output": "embedding" if options.embedding else "scores",
+                   "input": form.describe(),
                    "quantization": {"input": [_tensor(t) for t in probe.inputs],
                                     "output": [_tensor(t) for t in probe.outputs]},
                    **({"export": ctx.notes[target.key]} if target.key in ctx.notes else {})},

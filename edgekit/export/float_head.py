@@ -20,31 +20,15 @@ from __future__ import annotations
 import numpy as np
 
 from .context import ConversionContext
-from .tflite_convert import int8_converter
+from .tflite_convert import calibrated_model, quantize_calibrated
 
 DENYLIST_OPS = ("FULLY_CONNECTED", "SOFTMAX")
 
 
-def calibrated_model(ctx: ConversionContext) -> bytes:
-    """The float model with recorded activation ranges (what TFLite quantizes from)."""
-    if "calibrated" not in ctx.cache:
-        conv = int8_converter(ctx, float_io=True)
-        conv._experimental_calibrate_only = True  # noqa: SLF001 - the debugger's own route
-        ctx.cache["calibrated"] = conv.convert()
-    return ctx.cache["calibrated"]
-
-
 def convert_float_head(ctx: ConversionContext) -> bytes:
-    import tensorflow as tf
-    from tensorflow.lite.python import convert
-
-    io_type = tf.float32 if ctx.options.float_io else tf.int8
-    # fully_quantize also makes the I/O integer whatever input_data_type says; float I/O
-    # therefore quantizes only the body (a QUANTIZE op after the input, DEQUANTIZE at the end).
-    quantized = convert.mlir_quantize(calibrated_model(ctx), fully_quantize=not ctx.options.float_io,
-                                      input_data_type=io_type, output_data_type=io_type,
-                                      denylisted_ops=list(DENYLIST_OPS))
-    model, count = hybridize_fully_connected(bytes(quantized))
+    quantized = quantize_calibrated(ctx, calibrated_model(ctx), float_output=True,
+                                    denylisted_ops=list(DENYLIST_OPS))
+    model, count = hybridize_fully_connected(quantized)
     ctx.notes.setdefault("tflite/int8", {}).update({
         "float_head": True, "hybrid_fully_connected": count,
         "float_head_reason": "logits in float: int8 logits tie classes closer than one quantization step"})

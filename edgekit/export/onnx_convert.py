@@ -25,6 +25,7 @@ from typing import Iterator
 import numpy as np
 
 from .context import ConversionContext
+from .inputs import ADAPTER_NAME
 from .cpu import default_onnx_quant
 from .options import ActivationType, CalibrationMethod, OnnxQuantFormat
 
@@ -159,9 +160,36 @@ def quantize(ctx: ConversionContext, fmt: OnnxQuantFormat, act: ActivationType,
         activation_type=q.QuantType.QInt8 if act is ActivationType.INT8 else q.QuantType.QUInt8,
         weight_type=q.QuantType.QInt8, per_channel=True,
         calibrate_method=getattr(q.CalibrationMethod, _METHODS[method]),
-        nodes_to_exclude=classifier_nodes(work / "pre.onnx") if ctx.options.int8_head == "float" else [],
+        nodes_to_exclude=float_nodes(work / "pre.onnx", ctx.options.int8_head == "float", has_adapter(ctx.model)),
     )
     return (work / "int8.onnx").read_bytes()
+
+
+def has_adapter(model) -> bool:
+    return any(layer.name == ADAPTER_NAME for layer in model.layers)
+
+
+def float_nodes(path: Path, float_head: bool, adapter: bool) -> list[str]:
+    """Nodes left float: the input adapter (see ``edgekit.export.inputs``: quantizing it would
+    add a second rounding of the input before the first convolution, for 3 MACs a pixel) and,
+    with the float head, the classifier."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    kept = [adapter_node(graph)] if adapter else []
+    return kept + (classifier_nodes(path) if float_head else [])
+
+
+def adapter_node(graph) -> str:
+    """The input adapter's Conv: the first Conv fed by the graph input through layout
+    transposes only (tf2onnx renames it, so it is found by place, not by name)."""
+    reach = {i.name for i in graph.input}
+    for node in graph.node:
+        if node.op_type == "Transpose" and node.input[0] in reach:
+            reach.update(node.output)
+        elif node.op_type == "Conv" and node.input[0] in reach:
+            return node.name
+    raise RuntimeError("the ONNX graph has no Conv fed by its input; cannot find the input adapter")
 
 
 HEAD_OPS = ("MatMul", "Gemm", "Softmax")

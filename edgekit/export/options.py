@@ -13,6 +13,8 @@ from typing import TypeVar
 
 from edgekit.runtime.spec import PreprocessSpec
 
+from .inputs import InputColor, IoType
+
 
 class Format(str, Enum):
     TFLITE = "tflite"
@@ -79,7 +81,10 @@ class ExportOptions:
     # None: percentile when the calibration activations fit in memory, else minmax (see
     # onnx_convert.choose_calibration_method).
     calibration_method: CalibrationMethod | None = None
-    float_io: bool = False  # TFLite int8: keep float32 input/output tensors
+    float_io: bool = False  # TFLite int8: keep float32 input/output tensors (the same as io=FLOAT)
+    io: IoType = IoType.AUTO  # TFLite int8 input/output types; AUTO: uint8 pixels in
+    input_color: InputColor = InputColor.RGB  # a grayscale model gets an RGB input
+    embedding: bool = False  # export the pooled features instead of the classifier
     int8_head: str = "float"  # int8: "float" keeps FC + softmax out of int8 activations; "int8"
     nchw: bool = False  # ONNX: NCHW input (a transpose in front of the NHWC graph)
     onnx_quant_format: OnnxQuantFormat | None = None  # None: chosen from the CPU
@@ -95,7 +100,18 @@ class ExportOptions:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} got {value!r}; expected an integer >= 1")
+        object.__setattr__(self, "io", parse_choice(self.io, IoType, "--io"))
+        object.__setattr__(self, "input_color", parse_choice(self.input_color, InputColor, "--input-color"))
+        if self.float_io and self.io not in (IoType.AUTO, IoType.FLOAT):
+            raise ValueError(f"--float-io and --io {self.io.value} contradict each other; use --io float")
         if self.int8_head not in ("float", "int8"):
             raise ValueError(f"int8_head got {self.int8_head!r}; expected float or int8")
         if self.max_accuracy_drop is not None and not self.max_accuracy_drop >= 0:
             raise ValueError(f"max_accuracy_drop got {self.max_accuracy_drop!r}; expected a number >= 0")
+
+    @property
+    def int8_io(self) -> IoType:
+        """The I/O types of a TFLite int8 file, AUTO resolved (uint8 pixels)."""
+        if self.float_io or self.io is IoType.FLOAT:
+            return IoType.FLOAT
+        return IoType.UINT8 if self.io is IoType.AUTO else self.io

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .context import ConversionContext
-from .tflite_convert import int8_converter, representative_dataset
+from .tflite_convert import int8_converter, quantize_calibrated, representative_dataset
 from .validate import compare, run_file
 
 DEBUG_SAMPLES = 100  # calibration samples the debugger compares float and int8 on
@@ -101,15 +101,9 @@ def format_table(layers: list[LayerError], top: int = 10) -> str:
 
 
 def _quantize(ctx: ConversionContext, denylist: list[str]) -> bytes:
-    import tensorflow as tf
     # The public debugger quantizes with float I/O only; mlir_quantize (what it calls) takes
-    # the I/O type too, so the selective file keeps the int8 I/O of a plain int8 export.
-    from tensorflow.lite.python import convert
-
-    io_type = tf.float32 if ctx.options.float_io else tf.int8
-    return convert.mlir_quantize(_debugger(ctx).calibrated_model, fully_quantize=True,
-                                 input_data_type=io_type, output_data_type=io_type,
-                                 denylisted_nodes=denylist or None)
+    # the I/O types too, so the selective file keeps the I/O of a plain int8 export.
+    return quantize_calibrated(ctx, _debugger(ctx).calibrated_model, denylisted_nodes=denylist)
 
 
 def _score(ctx: ConversionContext, model: bytes) -> tuple[float, Path]:

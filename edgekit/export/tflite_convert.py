@@ -3,7 +3,11 @@ https://ai.google.dev/edge/litert/models/post_training_quantization).
 
 All start from the SavedModel that ``ConversionContext`` writes once. Full-integer int8 uses
 per-channel weights (the converter's default) and a representative dataset drawn from the
-calibration batches; its input and output are int8 unless ``float_io``.
+calibration batches. It is made in the converter's own two steps, calibrate then
+``mlir_quantize``, so that the I/O types can be chosen (``ExportOptions.int8_io``): uint8 pixels
+in by default (the input's recorded range is set to exactly 0..255 first, so that the input
+tensor has scale 1 and zero point 0 whatever range the calibration images happened to span),
+int8 in and out, or float in and out.
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ from typing import Iterator
 import numpy as np
 
 from .context import ConversionContext
+from .inputs import IoType
+
+PIXEL_RANGE = (0.0, 255.0)
 
 
 def _converter(ctx: ConversionContext):
@@ -66,8 +73,59 @@ def int8_converter(ctx: ConversionContext, float_io: bool | None = None):
     return conv
 
 
+def calibrated_model(ctx: ConversionContext) -> bytes:
+    """The float model with recorded activation ranges (what TFLite quantizes from)."""
+    if "calibrated" not in ctx.cache:
+        conv = int8_converter(ctx, float_io=True)
+        conv._experimental_calibrate_only = True  # noqa: SLF001 - the debugger's own route
+        ctx.cache["calibrated"] = conv.convert()
+    return ctx.cache["calibrated"]
+
+
+def io_types(ctx: ConversionContext, float_output: bool):
+    """(fully_quantize, input type, output type) for ``mlir_quantize``; ``float_output``: the
+    last op computes in float (the float head, or an embedding), so uint8 I/O keeps it."""
+    import tensorflow as tf
+
+    io = ctx.options.int8_io
+    if io is IoType.FLOAT:  # quantize only the body: QUANTIZE after the input, DEQUANTIZE at the end
+        return False, tf.float32, tf.float32
+    if io is IoType.INT8:  # fully_quantize makes both ends integer whatever the types say
+        return True, tf.int8, tf.int8
+    return False, tf.uint8, tf.float32 if float_output or ctx.options.embedding else tf.uint8
+
+
+def quantize_calibrated(ctx: ConversionContext, calibrated: bytes, float_output: bool = False,
+                        denylisted_ops=None, denylisted_nodes=None) -> bytes:
+    """``mlir_quantize`` of a calibrated model with the export's I/O types."""
+    from tensorflow.lite.python import convert
+
+    fully, in_type, out_type = io_types(ctx, float_output)
+    if ctx.options.int8_io is IoType.UINT8:
+        calibrated = set_input_range(calibrated, *PIXEL_RANGE)
+    return bytes(convert.mlir_quantize(calibrated, fully_quantize=fully, input_data_type=in_type,
+                                       output_data_type=out_type, denylisted_ops=denylisted_ops or None,
+                                       denylisted_nodes=denylisted_nodes or None))
+
+
+def set_input_range(calibrated: bytes, low: float, high: float) -> bytes:
+    """The calibrated model with every input's recorded range replaced by [low, high]."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(calibrated))
+    for graph in model.subgraphs:
+        for index in graph.inputs:
+            q = graph.tensors[index].quantization
+            if q is None or q.min is None:
+                raise RuntimeError(f"calibrated model input {index} has no recorded range")
+            q.min, q.max = [low] * len(q.min), [high] * len(q.max)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
 def convert_int8(ctx: ConversionContext) -> bytes:
-    ctx.notes["tflite/int8"] = {"io": "float32" if ctx.options.float_io else "int8",
+    io = ctx.options.int8_io
+    ctx.notes["tflite/int8"] = {"io": {IoType.FLOAT: "float32", IoType.INT8: "int8",
+                                       IoType.UINT8: "uint8 pixels in"}[io],
                                 "calibration_method": "minmax (TFLite's only method)",
                                 "per_channel": True}
     if ctx.options.max_accuracy_drop is not None:
@@ -78,4 +136,4 @@ def convert_int8(ctx: ConversionContext) -> bytes:
         from .float_head import convert_float_head
 
         return convert_float_head(ctx)
-    return int8_converter(ctx).convert()
+    return quantize_calibrated(ctx, calibrated_model(ctx))

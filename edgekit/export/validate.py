@@ -27,6 +27,7 @@ class Validation:
     max_abs_diff: float
     mean_abs_diff: float
     accuracy: float | None
+    min_cosine: float = 1.0  # cosine similarity of each sample's outputs to Keras's (embeddings)
 
     def fp32_problem(self) -> str | None:
         if self.max_abs_diff > FP32_MAX_ABS_DIFF or self.agreement < FP32_MIN_AGREEMENT:
@@ -62,7 +63,16 @@ def compare(outputs: np.ndarray, data: ValidationData, ref: Reference) -> Valida
         max_abs_diff=float(diff.max()),
         mean_abs_diff=float(diff.mean()),
         accuracy=accuracy(outputs, data.labels),
+        min_cosine=float(cosine(outputs, ref.outputs).min()),
     )
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-sample cosine similarity of two N x D arrays (1 where both rows are zero)."""
+    a, b = a.astype(np.float64).reshape(len(a), -1), b.astype(np.float64).reshape(len(b), -1)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    dots = np.einsum("ij,ij->i", a, b)
+    return np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), 1.0)
 
 
 def validate_file(path, data: ValidationData, ref: Reference, layout: str = "NHWC") -> Validation:

@@ -44,7 +44,8 @@ class FileResult:
         doc = {"path": str(self.path), "format": self.target.format.value,
                "precision": self.target.precision.value, "size_bytes": self.size_bytes,
                "agreement": v.agreement if v else None, "max_abs_diff": v.max_abs_diff if v else None,
-               "mean_abs_diff": v.mean_abs_diff if v else None, "validation_samples": v.samples if v else 0}
+               "mean_abs_diff": v.mean_abs_diff if v else None, "min_cosine": v.min_cosine if v else None,
+               "validation_samples": v.samples if v else 0}
         if v is not None and v.accuracy is not None:
             doc["accuracy"] = v.accuracy
         doc["keras_accuracy"] = keras_accuracy

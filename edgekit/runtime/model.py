@@ -240,21 +240,63 @@ class Model:
         x = _preprocess(image, meta.preprocess)
         return np.ascontiguousarray(x.transpose(2, 0, 1)) if meta.layout.upper() == "NCHW" else x
 
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """One image as this file's input, for one sample (add a batch axis before :meth:`predict`).
+
+        A uint8 frame that already has the input's size and channels, for a file whose input
+        is raw uint8 pixels (the default int8 export: scale 1, zero point 0, no normalisation),
+        is returned as it is: a camera frame goes in with no float conversion at all. Anything
+        else goes through :meth:`preprocess` (float32; predict quantizes it).
+        """
+        if self._takes_frames(image):
+            return image if image.ndim == 3 else image[..., None]
+        return self.preprocess(image)
+
+    def _takes_frames(self, image) -> bool:
+        meta, slot = self.metadata, self._slots[0] if len(self._slots) == 1 else None
+        if meta is None or slot is None or slot.dtype != np.uint8 or slot.quant is None:
+            return False
+        spec = meta.preprocess
+        identity = set(spec.mean) == {0.0} and set(spec.std) == {1.0} and meta.layout == "NHWC"
+        plain = slot.scale == 1 and slot.zero_point == 0
+        shape = (*spec.size, spec.channels)
+        return (identity and plain and isinstance(image, np.ndarray) and image.dtype == np.uint8
+                and (image.shape == shape or (spec.channels == 1 and image.shape == shape[:2])))
+
+    @property
+    def is_embedding(self) -> bool:
+        """True for a file exported with ``--embedding``: its output is a feature vector."""
+        return bool(self.metadata and self.metadata.extra.get("output") == "embedding")
+
+    def _single_image_io(self, what: str) -> ModelMetadata:
+        meta = self._require_metadata(what)
+        if len(self.inputs) != 1 or len(self.outputs) != 1:
+            raise RuntimeModelError(
+                f"{what} needs one input and one output; the model has {len(self.inputs)} and {len(self.outputs)}"
+            )
+        return meta
+
     def classify(self, image, top_k: int = 5) -> list[tuple[str, float]]:
         """Top-k (label, probability) for one image: a uint8 numpy array or an image file path.
 
-        The image is prepared with :meth:`preprocess` and scored with :meth:`rank`.
+        The image is prepared with :meth:`prepare` and scored with :meth:`rank`.
         """
         _check_top_k(top_k)
-        meta = self._require_metadata("classify")
-        if len(self.inputs) != 1 or len(self.outputs) != 1:
-            raise RuntimeModelError(
-                f"classify needs one input and one output; the model has {len(self.inputs)} and {len(self.outputs)}"
-            )
+        meta = self._single_image_io("classify")
+        if self.is_embedding:
+            raise RuntimeModelError(f"{str(self.path)!r} is an embedding model (no class scores); use embed")
         if isinstance(image, (str, os.PathLike)):
             image = load_image(image, meta.preprocess.channels)
-        scores = self.predict(self.preprocess(image)[None])
+        scores = self.predict(self.prepare(image)[None])
         return [(label, probability) for _, label, probability in self.rank(scores, top_k)]
+
+    def embed(self, image) -> np.ndarray:
+        """The output vector (float32) for one image, a uint8 array or an image file path: the
+        features of an ``--embedding`` export (compare them with cosine similarity)."""
+        meta = self._single_image_io("embed")
+        if isinstance(image, (str, os.PathLike)):
+            image = load_image(image, meta.preprocess.channels)
+        return np.asarray(self.predict(self.prepare(image)[None]), dtype=np.float32).reshape(-1)
 
     def rank(self, scores, top_k: int = 5) -> list[tuple[int, str, float]]:
         """Top-k (class index, label, probability) of one sample's output scores, best first.
