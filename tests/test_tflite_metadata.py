@@ -141,6 +141,20 @@ def test_third_party_packed_files_survive(tmp_path):
     assert std_metadata.read_labels(path, "class_names.txt") == CLASS_NAMES
 
 
+def test_quantized_input_stats_and_raw_pixels(tmp_path):
+    path = tmp_path / "uint8.tflite"
+    shutil.copy(FIXTURES / "tfls_uint8.tflite", path)  # its TFLITE_METADATA entry is replaced
+    meta = ModelMetadata(PreprocessSpec((28, 28), 3), class_names=CLASS_NAMES, precision="int8")
+    write_standard_metadata(path, meta)
+    std = std_metadata.read_standard_metadata(path)
+    (image,), (probability,) = std.inputs, std.outputs
+    assert (image.stats_min, image.stats_max) == ((0.0,), (255.0,))  # the raw uint8 pixel range
+    assert (probability.stats_min, probability.stats_max) == ((0.0,), (255.0,))
+    assert std_metadata.read_labels(path, LABELS_FILE) == CLASS_NAMES
+    model = Model(path)  # no edgekit entry: the runtime reads the standard one
+    assert std.author == "edgekit" and model.metadata.preprocess.mean == (model.inputs[0].quantization.zero_point,)
+
+
 def test_embedding(bare, tmp_path):
     path = _copy(bare, tmp_path, key="embedder")
     write_standard_metadata(path, META, embedding=True)
@@ -161,6 +175,14 @@ def test_wrong_class_name_count_refused(bare, tmp_path):
     with pytest.raises(ValueError, match=r"has shape \[None, 16, 16, 3\]"):
         write_standard_metadata(path, ModelMetadata(PreprocessSpec((8, 8), 3), class_names=NAMES))
     assert path.read_bytes() == before
+
+
+def test_schema_is_loaded_without_importing_mediapipe():
+    code = ("import sys; from edgekit.export.tflite_metadata import metadata_schema; metadata_schema(); "
+            "print(sorted(m for m in sys.modules if m.startswith('mediapipe')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 def test_missing_mediapipe_is_one_line(monkeypatch):
