@@ -30,6 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from edgekit.runtime import Model, ModelMetadata, PreprocessSpec, RuntimeModelError, read_metadata  # noqa: E402
 from edgekit.runtime import metadata as metadata_io  # noqa: E402
+from edgekit.runtime import std_metadata  # noqa: E402
 from edgekit.runtime.flatbuf import parse_tflite  # noqa: E402
 from edgekit.runtime.spec import LAYOUTS, MAX_SIDE, RESIZE_METHODS  # noqa: E402
 
@@ -367,3 +368,67 @@ def test_finite_float32_bounds_are_exact():
     assert PreprocessSpec((1, 1), mean=(top,), std=(-top,)).mean == (top,)
     with pytest.raises(ValueError, match="finite"):
         PreprocessSpec((1, 1), mean=(math.nextafter(top, math.inf) * 2,))
+
+
+# -- the standard TFLite Model Metadata flatbuffer (metadata_schema.fbs) ----------------------------
+
+
+def _standard_payload() -> bytes:
+    """A ModelMetadata flatbuffer using every table the runtime reads."""
+    from edgekit.export.tflite_metadata import metadata_schema, pack
+
+    schema = metadata_schema()
+    root, sub, image, scores = (schema.ModelMetadataT(), schema.SubGraphMetadataT(), schema.TensorMetadataT(),
+                                schema.TensorMetadataT())
+    root.name, image.name, scores.name = "m", "image", "probability"
+    image.content = schema.ContentT()
+    image.content.contentPropertiesType = schema.ContentProperties.ImageProperties
+    image.content.contentProperties = schema.ImagePropertiesT()
+    unit = schema.ProcessUnitT()
+    unit.optionsType, unit.options = schema.ProcessUnitOptions.NormalizationOptions, schema.NormalizationOptionsT()
+    unit.options.mean, unit.options.std = [1.0, 2.0, 3.0], [4.0, 5.0, 6.0]
+    image.processUnits = [unit]
+    scores.stats = schema.StatsT()
+    scores.stats.min, scores.stats.max = [0.0], [1.0]
+    labels = schema.AssociatedFileT()
+    labels.name, labels.type = "labels.txt", schema.AssociatedFileType.TENSOR_AXIS_LABELS
+    scores.associatedFiles = [labels]
+    sub.inputTensorMetadata, sub.outputTensorMetadata = [image], [scores]
+    root.subgraphMetadata = [sub]
+    return pack(schema, root)
+
+
+@pytest.fixture(scope="module")
+def standard_payload() -> bytes:
+    return _standard_payload()
+
+
+def test_standard_payload_reads_back(standard_payload):
+    std = std_metadata.parse_standard_metadata(standard_payload)
+    assert (std.inputs[0].mean, std.inputs[0].std) == ((1.0, 2.0, 3.0), (4.0, 5.0, 6.0))
+    assert std.outputs[0].labels_file().name == "labels.txt"
+
+
+@PURE
+@given(data=st.data())
+def test_damaged_standard_payload_raises_only_value_error(standard_payload, data):
+    """Any bytes of the payload overwritten, or the payload cut: a result or ValueError, never
+    another exception (an IndexError, a struct.error, a hang)."""
+    payload = bytearray(standard_payload)
+    for _ in range(data.draw(st.integers(1, 8))):
+        payload[data.draw(st.integers(0, len(payload) - 1))] = data.draw(st.integers(0, 255))
+    payload = bytes(payload[: data.draw(st.integers(0, len(payload)))])
+    try:
+        std_metadata.parse_standard_metadata(payload)
+    except ValueError:
+        pass
+
+
+@PURE
+@given(root=st.binary(min_size=4, max_size=4), body=st.binary(max_size=256))
+def test_random_standard_payload_raises_only_value_error(root, body):
+    """Random bytes behind the right identifier (so the reader goes past its first check)."""
+    try:
+        std_metadata.parse_standard_metadata(root + std_metadata.METADATA_IDENTIFIER + body)
+    except ValueError:
+        pass

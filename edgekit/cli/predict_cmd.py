@@ -109,7 +109,8 @@ def _load(path: Path, threads, backend: str, raw: bool):
         raise CliError(f"edgekit predict needs a model with one input and one output; {str(path)!r} has "
                        f"{len(model.inputs)} and {len(model.outputs)}")
     if model.metadata is None and not raw:
-        raise CliError(f"{str(path)!r} carries no edgekit metadata (input size, normalisation, class names), "
+        raise CliError(f"{str(path)!r} carries no edgekit metadata (input size, normalisation, class names) "
+                       "nor usable TFLite Model Metadata, "
                        "so images cannot be prepared for it; pass .npy arrays prepared as its input with --raw, "
                        "or export the model with 'edgekit export'")
     return model

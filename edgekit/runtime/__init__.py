@@ -11,6 +11,7 @@ from .metadata import read_metadata, write_metadata, write_onnx_metadata, write_
 from .model import Model, load_image
 from .preprocess import preprocess
 from .spec import METADATA_KEY, ModelMetadata, PreprocessSpec
+from .std_metadata import StandardMetadata, read_standard_metadata
 
 __all__ = [
     "METADATA_KEY",
@@ -19,10 +20,12 @@ __all__ = [
     "PreprocessSpec",
     "QuantParams",
     "RuntimeModelError",
+    "StandardMetadata",
     "TensorInfo",
     "load_image",
     "preprocess",
     "read_metadata",
+    "read_standard_metadata",
     "write_metadata",
     "write_onnx_metadata",
     "write_tflite_metadata",

@@ -25,16 +25,20 @@ from .tflite_graph import parse_graph
 from .onnxproto import ExternalData, external_data, parse_onnx
 from .spec import METADATA_KEY
 
+STANDARD_METADATA_NAME = "TFLITE_METADATA"  # TFLite Model Metadata (metadata_schema.fbs), see std_metadata
+
 FORMATS = {".tflite": "tflite", ".onnx": "onnx"}
 
 
 @dataclass(frozen=True)
 class ModelFile:
-    """A checked model file and the raw edgekit metadata JSON it carries (None when absent)."""
+    """A checked model file, the raw edgekit metadata JSON it carries and, for .tflite, the raw
+    buffer of its standard TFLite Model Metadata entry (each None when absent)."""
 
     path: Path
     format: str  # "tflite" or "onnx"
     metadata_json: str | None
+    standard_metadata: bytes | None = None  # the TFLITE_METADATA buffer, see std_metadata
 
 
 def model_format(path: str | os.PathLike) -> str:
@@ -56,11 +60,14 @@ def open_model_file(path: str | os.PathLike) -> ModelFile:
     if path.stat().st_size == 0:
         raise RuntimeModelError(f"model file {str(path)!r} is empty")
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        text = _tflite_metadata(path, data) if fmt == "tflite" else _onnx_metadata(path, data)
-    return ModelFile(path, fmt, text)
+        text, standard = _tflite_metadata(path, data) if fmt == "tflite" else (_onnx_metadata(path, data), None)
+    return ModelFile(path, fmt, text, standard)
 
 
-def _tflite_metadata(path: Path, data) -> str | None:
+def _tflite_metadata(path: Path, data) -> tuple[str | None, bytes | None]:
+    """The edgekit JSON and the raw TFLITE_METADATA buffer. Bytes after the flatbuffer (the zip
+    of associated files that TFLite Model Metadata appends) are allowed: the checks only need
+    every offset and buffer to lie inside the file."""
     if not has_identifier(data[:8]):
         raise RuntimeModelError(
             f"{str(path)!r} is not a TFLite file: bytes 4..8 are {bytes(data[4:8])!r}; expected {FILE_IDENTIFIER!r}"
@@ -73,7 +80,7 @@ def _tflite_metadata(path: Path, data) -> str | None:
         raise RuntimeModelError(f"{str(path)!r} is not a usable TFLite model: it has no subgraphs")
     _check_constants(path, data)
     raw = layout.metadata_bytes(data, METADATA_KEY)
-    return None if raw is None else _decode(path, raw)
+    return (None if raw is None else _decode(path, raw)), layout.metadata_bytes(data, STANDARD_METADATA_NAME)
 
 
 # Bytes per element of the fixed-width TensorTypes; packed (int4, ...), string and handle types

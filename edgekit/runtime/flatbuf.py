@@ -91,6 +91,11 @@ class _Table:
             )
         return start, length
 
+    def table(self, slot: int) -> "_Table | None":
+        """The sub-table a field points at; None when the field is absent."""
+        pos = self.field(slot, 4)
+        return None if pos is None else _Table.at(self.buf, pos + _read(_U32, self.buf, pos))
+
     def tables(self, slot: int) -> list["_Table"]:
         start, length = self.vector(slot, 4)
         return [_Table.at(self.buf, p + _read(_U32, self.buf, p)) for p in range(start, start + 4 * length, 4)]

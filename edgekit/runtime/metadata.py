@@ -7,14 +7,19 @@ JSON document itself.
 
 Reading needs no third-party package. Writing is an export-side operation: .tflite files are
 rewritten with ``flatbuffers`` and LiteRT's generated schema module (object API), .onnx files
-with the ``onnx`` package; both are imported only when writing. Writes are atomic (a temporary
+with the ``onnx`` package; both are imported only when writing. A rewritten .tflite keeps the
+other metadata entries (the standard ``TFLITE_METADATA``, see :mod:`std_metadata`) and the zip
+archive of associated files appended after the flatbuffer. Writes are atomic (a temporary
 file in the same folder, then ``os.replace``), so a reader never sees half a file.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
+import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +32,7 @@ from .spec import METADATA_KEY, ModelMetadata
 # The TFLite converter aligns buffer data to 16 bytes; rewritten files keep that alignment so
 # that kernels may read weights in place.
 _BUFFER_ALIGNMENT = 16
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed, so that writing the same metadata twice gives the same bytes
 
 
 def read_metadata_json(path: str | os.PathLike) -> str | None:
@@ -68,6 +74,20 @@ def write_tflite_metadata(path: str | os.PathLike, meta: ModelMetadata) -> None:
 def _write_tflite_payload(path: str | os.PathLike, payload_bytes: bytes) -> None:
     """Store ``payload_bytes`` as the edgekit entry of a .tflite file (tests write garbage
     through it to check what readers make of it)."""
+    write_tflite_entry(path, METADATA_KEY, payload_bytes)
+
+
+def write_tflite_entry(path: str | os.PathLike, name: str, payload: bytes,
+                       associated_files: Mapping[str, bytes | None] | None = None) -> None:
+    """Store ``payload`` as the Model.metadata entry ``name`` of a .tflite file, replacing any
+    entry of that name; atomic.
+
+    The flatbuffer is re-serialised, so the zip archive of associated files that TFLite Model
+    Metadata appends to the file (TFLite Support's MetadataPopulator) is read first and appended
+    again, stored uncompressed as MediaPipe's extractor requires, with ``associated_files``
+    merged in (a None value removes that file). Other writers' entries and files survive, in
+    whichever order the writers run.
+    """
     open_model_file(path)  # refuse missing, foreign and truncated files with the usual messages
     data = Path(path).read_bytes()
     if any(ref.external for ref in parse_tflite(data).buffers):
@@ -75,14 +95,43 @@ def _write_tflite_payload(path: str | os.PathLike, payload_bytes: bytes) -> None
             f"{str(path)!r} stores buffers outside the flatbuffer (the >2 GB layout); writing metadata "
             "to such files is not supported"
         )
+    files = {**packed_files(path, data), **(associated_files or {})}
     schema, flatbuffers = _tflite_writer_modules()
     model = schema.ModelT.InitFromPackedBuf(data, 0)
-    payload = np.frombuffer(payload_bytes, dtype=np.uint8)
-    _set_metadata_entry(schema, model, payload)
+    array = np.frombuffer(payload, dtype=np.uint8)
+    _set_metadata_entry(schema, model, array, name)
     model.buffers = [_AlignedBuffer(buffer, schema) for buffer in model.buffers]
-    builder = flatbuffers.Builder(len(data) + len(payload) + 1024)
+    builder = flatbuffers.Builder(len(data) + len(array) + 1024)
     builder.Finish(model.Pack(builder), file_identifier=FILE_IDENTIFIER)
-    _atomic_write(Path(path), bytes(builder.Output()))
+    kept = {k: v for k, v in files.items() if v is not None}
+    _atomic_write(Path(path), append_packed_files(bytes(builder.Output()), kept))
+
+
+def packed_files(path: str | os.PathLike, data: bytes) -> dict[str, bytes]:
+    """The associated files zipped after a .tflite flatbuffer (TFLite Model Metadata), in archive
+    order; {} when the file carries no archive."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return {info.filename: archive.read(info) for info in archive.infolist()}
+    except zipfile.BadZipFile:  # no archive (or none that zipfile recognises): nothing to keep
+        return {}
+    except Exception as exc:  # noqa: BLE001 - a damaged archive raises OSError, EOFError, CRC errors, ...
+        why = " ".join(str(exc).split()) or type(exc).__name__
+        raise RuntimeModelError(f"{str(path)!r} has associated files that cannot be read back to be kept: "
+                                f"{why}") from None
+
+
+def append_packed_files(model: bytes, files: Mapping[str, bytes]) -> bytes:
+    """``model`` followed by a zip archive of ``files``, stored (not compressed) with fixed
+    timestamps, as MetadataPopulator appends them; ``model`` unchanged when there are none."""
+    if not files:
+        return model
+    out = io.BytesIO(model)
+    out.seek(0, io.SEEK_END)
+    with zipfile.ZipFile(out, "a", compression=zipfile.ZIP_STORED) as archive:
+        for name, content in files.items():
+            archive.writestr(zipfile.ZipInfo(name, date_time=_ZIP_TIME), content)
+    return out.getvalue()
 
 
 def write_onnx_metadata(path: str | os.PathLike, meta: ModelMetadata) -> None:
@@ -116,14 +165,14 @@ def _tflite_writer_modules():
     return schema, flatbuffers
 
 
-def _set_metadata_entry(schema, model, payload: np.ndarray) -> None:
-    """Point the (single) edgekit entry at ``payload``, reusing the old entry's buffer when
+def _set_metadata_entry(schema, model, payload: np.ndarray, key: str = METADATA_KEY) -> None:
+    """Point the (single) entry named ``key`` at ``payload``, reusing the old entry's buffer when
     nothing else refers to it."""
     entries = list(model.metadata or [])
-    ours = [m for m in entries if _name(m.name) == METADATA_KEY]
+    ours = [m for m in entries if _name(m.name) == key]
     model.buffers = list(model.buffers or [])
     # Later duplicates are dropped; their buffers stay (another entry might share them).
-    entries = [m for m in entries if _name(m.name) != METADATA_KEY or (ours and m is ours[0])]
+    entries = [m for m in entries if _name(m.name) != key or (ours and m is ours[0])]
     if ours and ours[0].buffer not in _shared_buffers(model, ours[0]):
         model.buffers[ours[0].buffer] = schema.BufferT(data=payload)
     else:
@@ -131,7 +180,7 @@ def _set_metadata_entry(schema, model, payload: np.ndarray) -> None:
         if ours:
             ours[0].buffer = len(model.buffers) - 1
         else:
-            entries.append(schema.MetadataT(name=METADATA_KEY, buffer=len(model.buffers) - 1))
+            entries.append(schema.MetadataT(name=key, buffer=len(model.buffers) - 1))
     model.metadata = entries
 
 

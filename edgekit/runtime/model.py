@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backends
+from . import backends, std_metadata
 from .backends import TensorInfo
 from .errors import RuntimeModelError
 from .files import open_model_file
@@ -125,8 +125,9 @@ class Model:
 
     ``Model(path, threads=None, backend="auto")``: backend "auto" picks LiteRT, then
     tflite_runtime, then tf.lite for .tflite files and onnxruntime for .onnx files.
-    ``inputs``/``outputs`` describe the tensors; ``metadata`` is the file's edgekit metadata or
-    None; ``raw`` is the underlying interpreter or session, for anything not wrapped here.
+    ``inputs``/``outputs`` describe the tensors; ``metadata`` is the file's edgekit metadata,
+    else the equivalent of its standard TFLite Model Metadata (labels and normalisation written
+    by TFLite Support or MediaPipe tools, see :mod:`std_metadata`), else None; ``raw`` is the underlying interpreter or session, for anything not wrapped here.
     """
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None, backend: str = "auto") -> None:
@@ -141,6 +142,9 @@ class Model:
         self.raw = self._engine.raw
         self.inputs: list[TensorInfo] = list(self._engine.inputs)
         self.outputs: list[TensorInfo] = list(self._engine.outputs)
+        if self.metadata is None and checked.standard_metadata is not None:  # edgekit's entry wins
+            standard = std_metadata.parse_or_refuse(path, checked.standard_metadata)
+            self.metadata = std_metadata.to_model_metadata(path, standard, self.inputs, self.outputs)
         self._slots = [_Input(info) for info in self.inputs]
         self._by_name = {slot.info.name: slot for slot in self._slots}
         self._out_quant = [
