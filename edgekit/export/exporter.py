@@ -27,6 +27,7 @@ from .inputs import InputForm, IoType, embedding_model
 from .options import ExportOptions, Format, Precision
 from .source import ExportSource, load_source
 from .targets import Target, select_targets
+from .tflite_metadata import write_standard_metadata
 from .validate import Reference, keras_reference, validate_file
 from .writer import ExportError, FileResult, check_destinations, export_target, remove_stale_partials, write_atomic
 
@@ -148,7 +149,11 @@ def _check_class_names(source: ExportSource) -> None:
 
 
 def _form(target: Target, source: ExportSource, options: ExportOptions) -> InputForm:
-    pixels = target.key == "tflite/int8" and options.int8_io is IoType.UINT8
+    """Raw pixels for uint8 int8 TFLite, and for every file of a model normalised per channel
+    with different values (MediaPipe refuses per-channel NormalizationOptions: "Per-channel image
+    normalization is not available"; in the graph the adapter does it exactly)."""
+    per_channel = len(set(source.spec.mean)) > 1 or len(set(source.spec.std)) > 1
+    pixels = per_channel or (target.key == "tflite/int8" and options.int8_io is IoType.UINT8)
     return InputForm.choose(source.spec, options.input_color, pixels)
 
 
@@ -213,6 +218,11 @@ def _finisher(target: Target, source: ExportSource, ctx: ConversionContext, opti
                    **({"export": ctx.notes[target.key]} if target.key in ctx.notes else {})},
         )
         write_metadata(path, meta)
+        if target.format is Format.TFLITE:  # what MediaPipe Tasks and the LiteRT support libraries read
+            try:
+                write_standard_metadata(path, meta, embedding=options.embedding)
+            except ValueError as exc:  # ExportError is a ValueError too
+                raise ExportError(f"{path.name}: cannot write TFLite Model Metadata: {exc}") from None
         return validate_file(path, ctx.validation, ctx.reference, layout)
 
     return finish
