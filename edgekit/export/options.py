@@ -17,6 +17,12 @@ from edgekit.runtime.spec import PreprocessSpec
 class Format(str, Enum):
     TFLITE = "tflite"
     ONNX = "onnx"
+    ORT = "ort"  # ONNX Runtime Mobile's ORT format, converted from the ONNX graph
+
+    @property
+    def from_onnx(self) -> bool:
+        """Made from the export's ONNX graph, so ``--nchw`` and the ONNX int8 choices apply."""
+        return self in (Format.ONNX, Format.ORT)
 
 
 class Precision(str, Enum):
@@ -81,7 +87,7 @@ class ExportOptions:
     calibration_method: CalibrationMethod | None = None
     float_io: bool = False  # TFLite int8: keep float32 input/output tensors
     int8_head: str = "float"  # int8: "float" keeps FC + softmax out of int8 activations; "int8"
-    nchw: bool = False  # ONNX: NCHW input (a transpose in front of the NHWC graph)
+    nchw: bool = False  # ONNX and ORT: NCHW input (a transpose in front of the NHWC graph)
     onnx_quant_format: OnnxQuantFormat | None = None  # None: chosen from the CPU
     onnx_activation_type: ActivationType | None = None  # None: chosen from the CPU
     num_validation: int = 1000

@@ -1,4 +1,4 @@
-"""``Model``: load a .tflite or .onnx file and run it on float inputs.
+"""``Model``: load a .tflite, .onnx or .ort file and run it on float inputs.
 
 A thin layer that keeps the interpreter's meaning (names, shapes, dtypes and quantization
 parameters come from the file) and adds what every caller otherwise rewrites: quantizing float
@@ -121,10 +121,10 @@ class _Input:
 
 
 class Model:
-    """A .tflite or .onnx model ready to run on the CPU.
+    """A .tflite, .onnx or .ort model ready to run on the CPU.
 
     ``Model(path, threads=None, backend="auto")``: backend "auto" picks LiteRT, then
-    tflite_runtime, then tf.lite for .tflite files and onnxruntime for .onnx files.
+    tflite_runtime, then tf.lite for .tflite files and onnxruntime for .onnx and .ort files.
     ``inputs``/``outputs`` describe the tensors; ``metadata`` is the file's edgekit metadata or
     None; ``raw`` is the underlying interpreter or session, for anything not wrapped here.
     """
