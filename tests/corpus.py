@@ -6,7 +6,7 @@ one-line error must name. Four groups:
 
 - models, for each suffix of ``MODEL_SUFFIXES``: an empty file, the first half of a valid file,
   random bytes, a file of another format under that name (a PNG named .tflite, a TFLite file
-  named .onnx, a zip that is no Keras archive named .keras), a folder with the name, a path that
+  named .onnx, an ONNX file named .ort, a zip that is no Keras archive named .keras), a folder with the name, a path that
   does not exist;
 - images for ``edgekit predict``: empty, truncated PNG and JPEG, random bytes named .png, text
   named .jpg, a PNG whose header claims 100000 x 100000 pixels (a decompression bomb: it must be
@@ -41,7 +41,7 @@ from typing import Mapping
 import numpy as np
 from PIL import Image
 
-MODEL_SUFFIXES = (".tflite", ".onnx", ".keras")
+MODEL_SUFFIXES = (".tflite", ".onnx", ".ort", ".keras")
 # Sorted as the class folders are listed (code point order), so label i is UNICODE_CLASSES[i].
 UNICODE_CLASSES = ("Größe 9", "T-shirt top", "日本")
 IMAGE_SIZE = 16  # side of the label folder's images
@@ -177,7 +177,7 @@ def write_model_cases(root: Path, valid: Mapping[str, Path]) -> dict[str, Case]:
     file of that format (cut to make the truncated case, and reused as another's wrong format)."""
     folder = root / "models"
     png = encode(Image.fromarray(class_pixels(1, 0)), "PNG")
-    wrong = {".tflite": png, ".onnx": valid[".tflite"].read_bytes(),
+    wrong = {".tflite": png, ".onnx": valid[".tflite"].read_bytes(), ".ort": valid[".onnx"].read_bytes(),
              ".keras": _zip_bytes({"notes.txt": b"not a Keras archive\n"})}
     cases = {}
     for suffix in MODEL_SUFFIXES:

@@ -68,9 +68,9 @@ def corpus(tmp_path_factory) -> Corpus:
     run = root / "läuft 1"
     _ok(edgekit("train", "lenet5", "--data", labels, "--out", run, "--epochs", 1, "--batch-size", 4,
                 "--val-fraction", 0, "--augment", "none", "--json"))
-    _ok(edgekit("export", run, "--format", "tflite,onnx", "--num-validation", 6))
+    _ok(edgekit("export", run, "--format", "tflite,onnx,ort", "--num-validation", 6))
     tflite, onnx = run / "läuft 1_fp32.tflite", run / "läuft 1_fp32.onnx"
-    valid = {".tflite": tflite, ".onnx": onnx, ".keras": run / "model.keras"}
+    valid = {".tflite": tflite, ".onnx": onnx, ".ort": run / "läuft 1_fp32.ort", ".keras": run / "model.keras"}
     return Corpus(root, labels, run, tflite, onnx,
                   good_image=labels / "train" / UNICODE_CLASSES[0] / "bild 0.png",
                   models=write_model_cases(root, valid), images=write_image_cases(root),
@@ -134,9 +134,9 @@ def _model_args(c: Corpus, model: Path, work: Path) -> dict[str, list]:
 
 
 # The model suffixes each command takes; any other is refused as such, whatever the file holds.
-ACCEPTS = {"predict": (".tflite", ".onnx"), "profile": MODEL_SUFFIXES, "export": (".keras",),
+ACCEPTS = {"predict": (".tflite", ".onnx", ".ort"), "profile": MODEL_SUFFIXES, "export": (".keras",),
            "evaluate": (".keras",), "benchmark": (".keras",), "summary": (".keras",), "train --weights": (".keras",)}
-NOT_ACCEPTED = {"predict": "suffix '.keras'; expected one of .tflite, .onnx", "summary": "unknown model",
+NOT_ACCEPTED = {"predict": "suffix '.keras'; expected one of .tflite, .onnx, .ort", "summary": "unknown model",
                 "train --weights": "expected an edgekit run dir, a .keras file"}
 TAKES_RUN_FOLDERS = ("profile", "export", "evaluate", "benchmark", "train --weights")
 MODEL_COMMANDS = tuple(ACCEPTS)

@@ -59,7 +59,8 @@ def exported(run_dir, tmp_path_factory):
     return export_model(run_dir, options, log=lambda line: None), out
 
 
-TARGET_KEYS = ["tflite/fp32", "tflite/fp16", "tflite/dynamic", "tflite/int8", "onnx/fp32", "onnx/int8"]
+TARGET_KEYS = ["tflite/fp32", "tflite/fp16", "tflite/dynamic", "tflite/int8", "onnx/fp32", "onnx/int8",
+               "ort/fp32", "ort/int8"]
 
 
 def test_table_matches_the_tested_keys():
@@ -100,12 +101,12 @@ def test_every_target_is_written_validated_and_carries_metadata(exported, key):
 def test_report_json_schema_and_skips(exported):
     report, _ = exported
     doc = json.loads(json.dumps(report.to_dict()))
-    assert doc["ok"] is True and len(doc["files"]) == 6
+    assert doc["ok"] is True and len(doc["files"]) == 8
     for row in doc["files"]:
         for key in ("path", "format", "precision", "size_bytes", "agreement", "max_abs_diff",
                     "mean_abs_diff", "accuracy", "keras_accuracy", "seconds"):
             assert key in row
-    assert {s["target"] for s in doc["skipped"]} == {"onnx/fp16", "onnx/dynamic"}
+    assert {s["target"] for s in doc["skipped"]} == {"onnx/fp16", "onnx/dynamic", "ort/fp16", "ort/dynamic"}
     assert "CPU" in doc["onnx_quant_default"]
 
 
@@ -381,7 +382,7 @@ def test_int8_float_head_is_hybrid_and_plain_head_is_int8(run_dir, exported, tmp
     m = Model(head.path)  # uint8 pixels in; the float head's float scores out
     assert (str(m.inputs[0].dtype), str(m.outputs[0].dtype)) == ("uint8", "float32")
 
-    plain = export_model(run_dir, ExportOptions(formats=tuple(Format), precisions=(Precision.INT8,),
+    plain = export_model(run_dir, ExportOptions(formats=(Format.TFLITE, Format.ONNX), precisions=(Precision.INT8,),
                                                 int8_head="int8", out_dir=tmp_path), log=lambda line: None)
     tfl, onx = plain.files
     assert "float_head" not in tfl.notes and tfl.notes["io"] == "uint8 pixels in"

@@ -194,7 +194,7 @@ def _gif(folder):
 ERRORS = {
     "missing model": (lambda d: d / "nope.tflite", None, [], "does not exist"),
     "not a model": (_not_a_model, None, [], "not a TFLite file"),
-    "model suffix": (lambda d: d / "model.bin", None, [], "suffix '.bin'; expected one of .tflite, .onnx"),
+    "model suffix": (lambda d: d / "model.bin", None, [], "suffix '.bin'; expected one of .tflite, .onnx, .ort"),
     "no metadata": ("plain", None, [], "carries no edgekit metadata"),
     "missing image": ("fp32", lambda d: d / "missing.png", [], "image file .*missing.png' does not exist"),
     "image is a folder": ("fp32", _folder_png, [], "image .*dir.png' is not a regular file"),

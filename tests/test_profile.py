@@ -273,7 +273,7 @@ def _bad_files(folder: Path, files) -> dict[str, Path]:
 @pytest.mark.parametrize("name,needle", [
     ("missing.tflite", "does not exist"), ("empty.tflite", "is empty"), ("random.tflite", "not a TFLite file"),
     ("truncated.tflite", "truncated or corrupt"), ("random.onnx", "not an ONNX file"),
-    ("truncated.onnx", "not an ONNX file"), ("model.pb", "expected a .tflite, .onnx or .keras"),
+    ("truncated.onnx", "not an ONNX file"), ("model.pb", "expected a .tflite, .onnx, .ort or .keras"),
 ])
 def test_bad_files_give_one_line_errors(files, tmp_path, name, needle):
     _bad_files(tmp_path, files)

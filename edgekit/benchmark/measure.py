@@ -87,7 +87,7 @@ def _facts(model, static: StaticReport | None) -> Int8Facts:
     float_io = any(t.dtype.kind == "f" for t in model.inputs)
     export = (model.metadata.extra or {}).get("export", {}) if model.metadata is not None else {}
     onnx_quant = f"{export['quant_format']} {export['activation_type']}" \
-        if model.format == "onnx" and {"quant_format", "activation_type"} <= set(export) else None
+        if model.format in ("onnx", "ort") and {"quant_format", "activation_type"} <= set(export) else None
     if static is None:
         return Int8Facts(float_io, 0, onnx_quant=onnx_quant)
     share = static.int8_mac_share()

@@ -11,7 +11,7 @@ import io
 
 from .report import BenchmarkReport
 
-_COLOURS = {"tflite": "tab:blue", "onnx": "tab:orange"}
+_COLOURS = {"tflite": "tab:blue", "onnx": "tab:orange", "ort": "tab:green"}
 
 
 def plot_png(report: BenchmarkReport) -> bytes:

@@ -38,9 +38,9 @@ class Timed:
 
 
 def load_for_timing(path: Path, threads: int) -> tuple[Loaded, Model]:
-    """A .tflite/.onnx file ready for one timed call at batch 1 (random inputs set once), and
+    """A .tflite/.onnx/.ort file ready for one timed call at batch 1 (random inputs set once), and
     its :class:`edgekit.runtime.Model` (tensor types, metadata)."""
-    if Path(path).suffix.lower() != ".onnx":
+    if Path(path).suffix.lower() not in (".onnx", ".ort"):
         loaded = load_file(Path(path), threads, 1)
         return loaded, loaded.keep
     return _load_onnx(Path(path), threads)

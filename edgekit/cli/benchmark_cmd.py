@@ -23,7 +23,7 @@ _DEFAULT_PRECISIONS = "fp32,fp16,dynamic,int8"
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--data", required=True, help="Labelled data (image folder, IDX folder or .npz): accuracy on its "
               "test split, int8 calibration on its train split.")
-@click.option("--formats", default=_DEFAULT_FORMATS, show_default=True, help="Comma-separated: tflite, onnx.")
+@click.option("--formats", default=_DEFAULT_FORMATS, show_default=True, help="Comma-separated: tflite, onnx, ort.")
 @click.option("--quantize", "precisions", default=_DEFAULT_PRECISIONS, show_default=True,
               help="Comma-separated: fp32, fp16, dynamic, int8.")
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True, help="Inference threads.")

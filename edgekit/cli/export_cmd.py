@@ -1,4 +1,4 @@
-"""``edgekit export``: a trained model to .tflite/.onnx files (see ``edgekit.export``)."""
+"""``edgekit export``: a trained model to .tflite/.onnx/.ort files (see ``edgekit.export``)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ _COLORS = ["rgb", "native"]
 @click.command("export")
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--format", "formats", default="tflite", show_default=True,
-              help="Comma-separated: tflite, onnx.")
+              help="Comma-separated: tflite, onnx, ort (ONNX Runtime Mobile; written with a "
+                   "NAME.required_operators.config for a reduced onnxruntime build).")
 @click.option("--quantize", "precisions", default="fp32", show_default=True,
               help="Comma-separated: fp32, fp16, dynamic, int8.")
 @click.option("--calibration", default=None, help="Calibration data (image folder, IDX folder or .npz); "
@@ -43,7 +44,7 @@ _COLORS = ["rgb", "native"]
 @click.option("--int8-head", type=click.Choice(["float", "int8"]), default="float", show_default=True,
               help="int8: run the classifier (fully connected + softmax) on float activations with int8 "
                    "weights (TFLite hybrid ops; ONNX float nodes), or fully in int8.")
-@click.option("--nchw", is_flag=True, help="ONNX: take NCHW input (a transpose is added).")
+@click.option("--nchw", is_flag=True, help="ONNX and ORT: take NCHW input (a transpose is added).")
 @click.option("--onnx-quant-format", type=click.Choice(["qdq", "qoperator"]), default=None,
               help="ONNX int8 format  [default: chosen from this CPU]")
 @click.option("--onnx-activation-type", type=click.Choice(["uint8", "int8"]), default=None,
@@ -113,9 +114,10 @@ def _print(result) -> None:
     for key, reason in result.skipped:
         click.echo(f"skipped {key}: {reason}")
     for f in result.files:
-        if f.target.key == "onnx/int8":
+        if f.target.key in ("onnx/int8", "ort/int8"):
             n = f.notes
-            click.echo(f"onnx int8: {n['quant_format']} with {n['activation_type']} activations ({n['why']})")
+            click.echo(f"{f.target.format.value} int8: {n['quant_format']} with {n['activation_type']} "
+                       f"activations ({n['why']})")
         if f.target.key == "tflite/int8" and "kept_float" in f.notes:
             n = f.notes
             state = "within" if n["reached"] else "NOT within"

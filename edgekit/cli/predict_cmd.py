@@ -1,4 +1,4 @@
-"""``edgekit predict``: classify images with an exported .tflite/.onnx file, on the device.
+"""``edgekit predict``: classify images with an exported .tflite/.onnx/.ort file, on the device.
 
 Runs on the device install (``pip install edgekit``): it uses :mod:`edgekit.runtime` only
 (numpy and LiteRT, tflite_runtime or onnxruntime) and Pillow for image files, and never imports
@@ -59,13 +59,13 @@ class Prediction:
 @click.option("--top-k", type=click.IntRange(1), default=5, show_default=True, help="Classes to show per image.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="Inference threads  [default: the backend's]")
 @click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
-              help="auto: LiteRT, then tflite_runtime, then TensorFlow for .tflite; onnxruntime for .onnx.")
+              help="auto: LiteRT, then tflite_runtime, then TensorFlow for .tflite; onnxruntime for .onnx and .ort.")
 @click.option("--raw", is_flag=True, help="Inputs are .npy arrays already prepared as the model's input; "
               "no preprocessing (for files without edgekit metadata).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 def predict_command(model: Path, images: tuple[Path, ...], top_k: int, threads, backend: str, raw: bool,
                     as_json: bool) -> None:
-    """Classify IMAGES (.png/.jpg/.bmp files or .npy uint8 arrays) with MODEL (.tflite or .onnx).
+    """Classify IMAGES (.png/.jpg/.bmp files or .npy uint8 arrays) with MODEL (.tflite, .onnx or .ort).
 
     Images are prepared as the file's edgekit metadata says (size, channels, normalisation) and
     labelled with its class names. "ms" is the time of the predict call for that image

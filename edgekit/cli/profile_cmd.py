@@ -61,10 +61,10 @@ def _remote_args(threads: str, runs, min_time, warmup: int, batch: int, per_op: 
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 def profile_command(model: Path, threads: str, runs, min_time, warmup: int, batch: int, per_op: bool, cpus,
                     remote, remote_port, ssh_identity, ssh_options, remote_edgekit: str, as_json: bool) -> None:
-    """Measure MODEL (.tflite, .onnx, or a .keras file / run folder): latency percentiles and
+    """Measure MODEL (.tflite, .onnx, .ort, or a .keras file / run folder): latency percentiles and
     FPS at each thread count, peak memory, and the file's size, parameters, MACs and op mix.
 
-    .tflite and .onnx files need only edgekit's runtime install (no TensorFlow), so this runs
+    .tflite, .onnx and .ort files need only edgekit's runtime install (no TensorFlow), so this runs
     on the device itself; --remote does that for you over SSH.
     """
     if runs is not None and min_time is not None:
@@ -92,7 +92,7 @@ def _local(model: Path, threads, runs, min_time, warmup, batch, per_op, cpus, as
 
     kind = run_checked(model_kind, model)
     if kind == "keras":
-        quiet_tensorflow()  # only here: a .tflite/.onnx profile must not load TensorFlow
+        quiet_tensorflow()  # only here: a .tflite/.onnx/.ort profile must not load TensorFlow
     with stdout_to_stderr(as_json):
         options = run_checked(lambda: ProfileOptions(
             threads=threads, batch=batch, per_op=per_op, cpus=cpus,

@@ -40,10 +40,11 @@ def _static_lines(doc: dict) -> list[str]:
     share = ", ".join(f"{k} {100 * v:.0f}%" for k, v in doc["op_share"].items())
     int8 = doc.get("int8_mac_share")
     macs = f"MACs {doc['macs']:,} ({_human(doc['macs'])})" if doc["macs"] is not None else "MACs unknown"
-    lines = [f"{doc['model']}: {doc['format']}, {doc['size_bytes'] / 2**20:.2f} MiB, "
-             f"params {doc['params']:,}, {macs} at batch 1",
-             f"{doc['op_count']} ops: {ops}{more}",
-             f"precision by op: {share or '-'}" + (f"; int8 MAC share {100 * int8:.0f}%" if int8 is not None else "")]
+    params = "params unknown" if doc["params"] is None else f"params {doc['params']:,}"
+    lines = [f"{doc['model']}: {doc['format']}, {doc['size_bytes'] / 2**20:.2f} MiB, {params}, {macs} at batch 1"]
+    if doc["params"] is not None:  # None: the graph was not read, and a static note says why
+        lines += [f"{doc['op_count']} ops: {ops}{more}",
+                  f"precision by op: {share or '-'}" + (f"; int8 MAC share {100 * int8:.0f}%" if int8 is not None else "")]
     lines += [f"note: {n}" for n in doc.get("static_notes", [])]
     return lines
 

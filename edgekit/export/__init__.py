@@ -1,6 +1,7 @@
 """edgekit's quantize-and-export layer: a Keras model to .tflite (fp32, fp16, dynamic-range,
-full-integer int8) and .onnx (fp32, static int8) files that carry edgekit metadata and are
-validated against the Keras model through ``edgekit.runtime`` after they are written.
+full-integer int8), .onnx (fp32, static int8) and .ort (the same ONNX graphs in ONNX Runtime
+Mobile's ORT format) files that carry edgekit metadata and are validated against the Keras
+model through ``edgekit.runtime`` after they are written.
 
 Uses TensorFlow's TFLite converter and QuantizationDebugger, tf2onnx and onnxruntime's
 quantization; calibration data comes from ``edgekit.data``.

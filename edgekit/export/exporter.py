@@ -72,6 +72,10 @@ def output_paths(source_name: str, out: Path, targets: list[Target]) -> dict[str
     return {t.key: out / f"{source_name}_{t.precision.value}{t.suffix}" for t in targets}
 
 
+def sidecar_paths(paths: dict[str, Path], targets: list[Target]) -> list[Path]:
+    return [s.path_for(paths[t.key]) for t in targets for s in t.sidecars]
+
+
 def export_model(model: str | Path, options: ExportOptions = ExportOptions(),
                  log: Callable[[str], None] = _stderr) -> ExportReport:
     """Export ``model`` as ``options`` asks; ValueError (ExportError, DataError) for bad input.
@@ -88,7 +92,8 @@ def export_model(model: str | Path, options: ExportOptions = ExportOptions(),
     out = Path(options.out_dir) if options.out_dir is not None else source.folder
     paths = output_paths(source.name, out, targets)
     csv_path = out / f"{source.name}_int8_report.csv" if options.report else None
-    check_destinations([*paths.values(), *([csv_path] if csv_path else [])], options.force)
+    written = [*paths.values(), *sidecar_paths(paths, targets), *([csv_path] if csv_path else [])]
+    check_destinations(written, options.force)
 
     report = ExportReport(model=str(model), skipped=skipped, warnings=list(source.warnings))
     for w in source.warnings:
@@ -96,7 +101,7 @@ def export_model(model: str | Path, options: ExportOptions = ExportOptions(),
     base = _context(source, options, targets, report)
     contexts = {form: _form_context(base, form) for form in {_form(t, source, options) for t in targets}}
     out.mkdir(parents=True, exist_ok=True)  # only once the data is known to be usable
-    stale = remove_stale_partials([*paths.values(), *([csv_path] if csv_path else [])])
+    stale = remove_stale_partials(written)
     if stale:
         log(f"removed {len(stale)} partial file(s) left by an interrupted export, e.g. {stale[0].name}")
     try:
@@ -194,14 +199,14 @@ def _context(source: ExportSource, options: ExportOptions, targets: list[Target]
         source.class_names = validation.class_names
     reference = keras_reference(source.model, validation)
     report.validation_source, report.keras_accuracy = validation.source, reference.accuracy
-    if any(t.key == "onnx/int8" for t in targets):
+    if any(t.format.from_onnx and t.precision is Precision.INT8 for t in targets):
         report.onnx_quant_default = default_onnx_quant().reason
     return ConversionContext(source.model, options, calibration, validation=validation, reference=reference)
 
 
 def _finisher(target: Target, source: ExportSource, ctx: ConversionContext, options: ExportOptions,
               form: InputForm):
-    layout = "NCHW" if target.format is Format.ONNX and options.nchw else "NHWC"
+    layout = "NCHW" if target.format.from_onnx and options.nchw else "NHWC"
 
     def finish(path: Path):
         from edgekit.runtime import Model, write_metadata

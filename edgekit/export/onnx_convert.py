@@ -83,6 +83,17 @@ _METHODS = {CalibrationMethod.MINMAX: "MinMax", CalibrationMethod.ENTROPY: "Entr
 
 
 def convert_int8(ctx: ConversionContext) -> bytes:
+    return int8_graph(ctx)
+
+
+def int8_graph(ctx: ConversionContext) -> bytes:
+    """The int8 ONNX graph, quantized once per export (the .ort int8 file converts the same one)."""
+    if "onnx/int8" not in ctx.cache:
+        ctx.cache["onnx/int8"] = _quantize_int8(ctx)
+    return ctx.cache["onnx/int8"]
+
+
+def _quantize_int8(ctx: ConversionContext) -> bytes:
     opts = ctx.options
     auto = default_onnx_quant()
     fmt = opts.onnx_quant_format or auto.quant_format

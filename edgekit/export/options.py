@@ -19,6 +19,12 @@ from .inputs import InputColor, IoType
 class Format(str, Enum):
     TFLITE = "tflite"
     ONNX = "onnx"
+    ORT = "ort"  # ONNX Runtime Mobile's ORT format, converted from the ONNX graph
+
+    @property
+    def from_onnx(self) -> bool:
+        """Made from the export's ONNX graph, so ``--nchw`` and the ONNX int8 choices apply."""
+        return self in (Format.ONNX, Format.ORT)
 
 
 class Precision(str, Enum):
@@ -86,7 +92,7 @@ class ExportOptions:
     input_color: InputColor = InputColor.RGB  # a grayscale model gets an RGB input
     embedding: bool = False  # export the pooled features instead of the classifier
     int8_head: str = "float"  # int8: "float" keeps FC + softmax out of int8 activations; "int8"
-    nchw: bool = False  # ONNX: NCHW input (a transpose in front of the NHWC graph)
+    nchw: bool = False  # ONNX and ORT: NCHW input (a transpose in front of the NHWC graph)
     onnx_quant_format: OnnxQuantFormat | None = None  # None: chosen from the CPU
     onnx_activation_type: ActivationType | None = None  # None: chosen from the CPU
     num_validation: int = 1000

@@ -2,16 +2,29 @@
 
 The table drives the CLI choices, the exporter loop and the benchmark script. Each row names a
 converter (a small function in its own module) that turns a ``ConversionContext`` into the
-bytes of a model file; ``edgekit.export.writer`` does the rest (timing, checks, atomic write).
+bytes of a model file, and any sidecar files written beside it; ``edgekit.export.writer`` does
+the rest (timing, checks, atomic writes).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
-from . import onnx_convert, tflite_convert
+from . import onnx_convert, ort_convert, tflite_convert
 from .options import Format, Precision
+
+
+@dataclass(frozen=True)
+class Sidecar:
+    """A file published next to the model file, made from the finished model."""
+
+    suffix: str  # replaces the model file's suffix: NAME_int8.ort -> NAME_int8<suffix>
+    build: Callable  # (finished model file, the model's file name) -> bytes
+
+    def path_for(self, model_path: Path) -> Path:
+        return model_path.parent / (model_path.stem + self.suffix)
 
 
 @dataclass(frozen=True)
@@ -21,6 +34,7 @@ class Target:
     convert: Callable  # (ConversionContext) -> bytes
     needs_calibration: bool
     summary: str
+    sidecars: tuple[Sidecar, ...] = ()
 
     @property
     def suffix(self) -> str:
@@ -30,6 +44,9 @@ class Target:
     def key(self) -> str:
         return f"{self.format.value}/{self.precision.value}"
 
+
+# The operators a reduced ONNX Runtime build must include for the .ort file (--include_ops_by_config).
+_REQUIRED_OPERATORS = Sidecar(ort_convert.CONFIG_SUFFIX, ort_convert.required_operators)
 
 TARGETS: tuple[Target, ...] = (
     Target(Format.TFLITE, Precision.FP32, tflite_convert.convert_fp32, False, "float32"),
@@ -41,6 +58,10 @@ TARGETS: tuple[Target, ...] = (
     Target(Format.ONNX, Precision.FP32, onnx_convert.convert_fp32, False, "float32 (tf2onnx)"),
     Target(Format.ONNX, Precision.INT8, onnx_convert.convert_int8, True,
            "static int8 (onnxruntime quantize_static), per-channel weights"),
+    Target(Format.ORT, Precision.FP32, ort_convert.convert_fp32, False, "the onnx fp32 graph in ORT format",
+           sidecars=(_REQUIRED_OPERATORS,)),
+    Target(Format.ORT, Precision.INT8, ort_convert.convert_int8, True, "the onnx int8 graph in ORT format",
+           sidecars=(_REQUIRED_OPERATORS,)),
 )
 
 # Why the missing rows are missing, so the error says more than "not supported".
@@ -50,6 +71,9 @@ UNSUPPORTED: dict[tuple[Format, Precision], str] = {
     (Format.ONNX, Precision.DYNAMIC): "onnxruntime dynamic quantization of convolutions is slower than fp32 "
     "on CPUs; use onnx int8 (static, calibrated)",
 }
+# .ort files are the ONNX graphs in onnxruntime's own format: the same reasons hold.
+UNSUPPORTED.update({(Format.ORT, p): "ort files are converted from the onnx graphs and " + why
+                    for (f, p), why in list(UNSUPPORTED.items()) if f is Format.ONNX})
 
 
 def get_target(fmt: Format | str, precision: Precision | str) -> Target:

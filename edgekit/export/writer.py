@@ -1,11 +1,13 @@
 """The one wrapper around every converter: timing, the non-empty check, the edgekit metadata,
-validation, the atomic write and the log line.
+validation, the atomic write (of the model file and its sidecars) and the log line.
 
 A file is first written under a hidden temporary name in the target folder
 (``.NAME.partial-<pid>-<random>.SUFFIX``), completed there (metadata, validation) and only then
 moved onto its final name with ``os.replace``; a killed export leaves at most hidden partial
 files, never one that looks complete. The next export to the same NAME removes the partial
-files whose process is gone (:func:`remove_stale_partials`).
+files whose process is gone (:func:`remove_stale_partials`). A target's sidecar files (the
+.ort file's required-operators config) are made from the finished partial file and published,
+each atomically, just before the model file, so a model file never lacks its sidecars.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class FileResult:
     validation: Validation | None = None
     notes: dict = field(default_factory=dict)
     error: str | None = None  # set when the file failed validation (and was not kept)
+    sidecars: list[Path] = field(default_factory=list)  # written next to the model file
 
     def to_dict(self, keras_accuracy: float | None) -> dict:
         v = self.validation
@@ -52,6 +55,8 @@ class FileResult:
         doc["seconds"] = round(self.seconds, 3)
         if self.notes:
             doc["notes"] = self.notes
+        if self.sidecars:
+            doc["sidecars"] = [str(p) for p in self.sidecars]
         doc["ok"] = self.error is None
         if self.error:
             doc["error"] = self.error
@@ -147,6 +152,7 @@ def export_target(target: Target, ctx: ConversionContext, path: Path,
         if problem:
             result.error = f"{path.name}: {problem}; file not written"
         else:
+            result.sidecars = _write_sidecars(target, tmp, path)
             os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -155,9 +161,21 @@ def export_target(target: Target, ctx: ConversionContext, path: Path,
     return result
 
 
+def _write_sidecars(target: Target, finished: Path, path: Path) -> list[Path]:
+    written = []
+    for sidecar in target.sidecars:
+        data = sidecar.build(finished, path.name)
+        if not data:
+            raise ExportError(f"{target.key} produced an empty {sidecar.suffix} file")
+        write_atomic(sidecar.path_for(path), data)
+        written.append(sidecar.path_for(path))
+    return written
+
+
 def _line(r: FileResult) -> str:
     v = r.validation
     acc = f", accuracy {100 * v.accuracy:.2f}%" if v and v.accuracy is not None else ""
     status = f"FAILED: {r.error}" if r.error else f"wrote {r.path}"
+    status += "".join(f" + {p.name}" for p in r.sidecars)
     return (f"[{r.target.key}] {status} ({r.size_bytes / 1024:.1f} KiB, {r.seconds:.1f} s; "
             f"agreement {100 * v.agreement:.2f}%, max abs diff {v.max_abs_diff:.3g}{acc})")

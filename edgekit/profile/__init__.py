@@ -1,4 +1,4 @@
-"""edgekit's profiler: latency, memory and static cost of a .tflite/.onnx file on the device.
+"""edgekit's profiler: latency, memory and static cost of a .tflite/.onnx/.ort file on the device.
 
 ``profile_model(path, ProfileOptions(threads=(1, 2)))`` reads the file's size, parameters,
 MACs and operator mix straight from the file (:mod:`static`), then times it at each thread
@@ -6,7 +6,7 @@ count (:mod:`latency`), records peak memory (:mod:`memory`) and the machine (:mo
 optionally times each operator (:mod:`per_op`). ``profile_remote`` does the same on another
 machine over SSH (:mod:`remote`).
 
-For .tflite and .onnx files only numpy and the inference runtime are imported (LiteRT or
+For .tflite, .onnx and .ort files only numpy and the inference runtime are imported (LiteRT or
 onnxruntime; ``onnx`` for shape inference when installed), so it runs on the device itself;
 a .keras file or run folder is timed in TensorFlow.
 """

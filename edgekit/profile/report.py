@@ -113,13 +113,13 @@ def _stderr(line: str) -> None:
 
 
 def model_kind(path: Path) -> str:
-    """'tflite', 'onnx' or 'keras' (a .keras file or a run folder); ValueError otherwise."""
+    """'tflite', 'onnx', 'ort' or 'keras' (a .keras file or a run folder); ValueError otherwise."""
     if path.is_dir() or path.suffix.lower() == ".keras":
         return "keras"
     try:
         return model_format(path)
     except ValueError:
-        raise ValueError(f"MODEL got {str(path)!r}; expected a .tflite, .onnx or .keras file or a run folder") from None
+        raise ValueError(f"MODEL got {str(path)!r}; expected a .tflite, .onnx, .ort or .keras file or a run folder") from None
 
 
 def pin_cpus(cpus: tuple[int, ...]) -> None:
@@ -184,7 +184,7 @@ def _profile_threads(path: Path, kind: str, threads: int, options: ProfileOption
 
 def _arena_and_per_op(run: ThreadRun, path: Path, kind: str, loaded: Loaded, static: StaticReport,
                       options: ProfileOptions) -> None:
-    if kind == "onnx":
+    if kind in ("onnx", "ort"):
         from .per_op import onnx_arena_and_per_op
 
         onnx_arena_and_per_op(run, path, loaded.feeds, static, PER_OP_RUNS if options.per_op else 0)

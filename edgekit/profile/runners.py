@@ -31,7 +31,8 @@ class Loaded:
     keep: object = None  # the loaded model, kept alive while timing
 
 
-_RUNTIME_MODULES = {"tflite": ("ai_edge_litert.interpreter", "tflite_runtime.interpreter"), "onnx": ("onnxruntime",)}
+_RUNTIME_MODULES = {"tflite": ("ai_edge_litert.interpreter", "tflite_runtime.interpreter"), "onnx": ("onnxruntime",),
+                    "ort": ("onnxruntime",)}
 
 
 def import_runtime(kind: str) -> None:
@@ -86,7 +87,7 @@ def _delegates(raw) -> int | None:
 
 
 def load_file(path: Path, threads: int, batch: int) -> Loaded:
-    """Load a .tflite/.onnx file with ``threads`` threads, inputs prepared at ``batch``.
+    """Load a .tflite/.onnx/.ort file with ``threads`` threads, inputs prepared at ``batch``.
 
     ``init_ms`` is the load (file checks, interpreter or session creation, tensor allocation
     and any resize to ``batch``), not the making of the random inputs.
@@ -97,7 +98,7 @@ def load_file(path: Path, threads: int, batch: int) -> Loaded:
     arrays = input_arrays(model.inputs, batch)
     raw = model.raw
     shapes = [a.shape for a in arrays]
-    if model.format == "onnx":
+    if model.backend == "onnxruntime":  # .onnx and .ort files
         feeds = {info.name: a for info, a in zip(model.inputs, arrays)}
         return Loaded(lambda: raw.run(None, feeds), model.backend, init_ns / 1e6, shapes, None,
                       feeds=feeds, keep=model)

@@ -46,17 +46,18 @@ class OpStat:
 
 @dataclass(frozen=True)
 class StaticReport:
-    format: str  # "tflite", "onnx" or "keras"
+    format: str  # "tflite", "onnx", "ort" or "keras"
     size_bytes: int
-    params: int
+    params: int | None  # None: the graph was not read (see ``graph_read``)
     ops: tuple[OpStat, ...]
     shape_source: str  # where the tensor shapes behind the MACs came from
     notes: tuple[str, ...] = field(default_factory=tuple)
+    graph_read: bool = True  # False: only the size is known (a format without a graph reader here)
 
     @property
     def macs(self) -> int | None:
         """Total MACs at batch 1; None when a MAC operator's shapes could not be found."""
-        if any(op.macs is None for op in self.ops):
+        if not self.graph_read or any(op.macs is None for op in self.ops):
             return None
         return sum(op.macs for op in self.ops)
 
@@ -96,7 +97,7 @@ def positions(shape, skip_leading: int = 1, skip_trailing: int = 1) -> int | Non
 
 
 def read_static(path: str | os.PathLike, fmt: str) -> StaticReport:
-    """Static figures of a checked .tflite/.onnx file (see :func:`edgekit.runtime.files.open_model_file`).
+    """Static figures of a checked .tflite/.onnx/.ort file (see :func:`edgekit.runtime.files.open_model_file`).
 
     Raises ValueError naming the file when its graph cannot be read.
     """
@@ -109,4 +110,15 @@ def read_static(path: str | os.PathLike, fmt: str) -> StaticReport:
         from .onnx_static import onnx_static
 
         return onnx_static(path)
-    raise ValueError(f"format got {fmt!r}; expected tflite or onnx")
+    if fmt == "ort":
+        return ort_static(path)
+    raise ValueError(f"format got {fmt!r}; expected tflite, onnx or ort")
+
+
+ORT_NOTE = ("parameters, MACs and operators are not read from .ort files (no reader of ONNX Runtime's "
+            "optimized graph here); profile the .onnx file of the same export for them")
+
+
+def ort_static(path: Path) -> StaticReport:
+    """The size of a .ort file; its graph is not read (see ``ORT_NOTE``)."""
+    return StaticReport("ort", path.stat().st_size, None, (), "not read", (ORT_NOTE,), graph_read=False)

@@ -1,13 +1,13 @@
-"""edgekit's on-device runtime: load a .tflite/.onnx file, prepare images, run, classify.
+"""edgekit's on-device runtime: load a .tflite/.onnx/.ort file, prepare images, run, classify.
 
 Imports numpy and an inference backend only (LiteRT, tflite_runtime or tf.lite for .tflite;
-onnxruntime for .onnx), never TensorFlow at import time, Keras or other edgekit layers, so that
+onnxruntime for .onnx and ORT format .ort), never TensorFlow at import time, Keras or other edgekit layers, so that
 it runs on a device with nothing else installed.
 """
 
 from .backends import QuantParams, TensorInfo
 from .errors import RuntimeModelError
-from .metadata import read_metadata, write_metadata, write_onnx_metadata, write_tflite_metadata
+from .metadata import read_metadata, write_metadata, write_onnx_metadata, write_ort_metadata, write_tflite_metadata
 from .model import Model, load_image
 from .preprocess import preprocess
 from .spec import METADATA_KEY, ModelMetadata, PreprocessSpec
@@ -28,5 +28,6 @@ __all__ = [
     "read_standard_metadata",
     "write_metadata",
     "write_onnx_metadata",
+    "write_ort_metadata",
     "write_tflite_metadata",
 ]

@@ -1,4 +1,5 @@
-"""Thin adapters over the inference engines: LiteRT / tflite_runtime / tf.lite and ONNX Runtime.
+"""Thin adapters over the inference engines: LiteRT / tflite_runtime / tf.lite and ONNX Runtime
+(which opens .onnx and ORT format .ort files alike).
 
 Each adapter exposes ``inputs`` and ``outputs`` (:class:`TensorInfo` in the engine's own order),
 ``run(arrays) -> list of arrays`` for arrays already in the tensors' dtypes, and ``raw`` (the
@@ -20,7 +21,7 @@ from .errors import RuntimeModelError
 
 TFLITE_BACKENDS = ("litert", "tflite_runtime", "tensorflow")
 ONNX_BACKENDS = ("onnxruntime",)
-BACKENDS = {"tflite": TFLITE_BACKENDS, "onnx": ONNX_BACKENDS}
+BACKENDS = {"tflite": TFLITE_BACKENDS, "onnx": ONNX_BACKENDS, "ort": ONNX_BACKENDS}
 ALL_BACKENDS = ("auto", *TFLITE_BACKENDS, *ONNX_BACKENDS)
 
 _ONNX_DTYPES = {

@@ -1,9 +1,11 @@
 """Recognising and checking model files before any native code sees them.
 
 A .tflite file must carry the FlatBuffers identifier ``TFL3`` at bytes 4..8 and a Model table
-whose buffers lie inside the file; a .onnx file must parse as a ModelProto with a graph. The
-checks use the pure-Python readers in :mod:`flatbuf` and :mod:`onnxproto`, because a truncated or
-foreign file handed to the TFLite interpreter can crash the process instead of raising.
+whose buffers lie inside the file; a .onnx file must parse as a ModelProto with a graph; a .ort
+file (ONNX Runtime's ORT format) must carry the identifier ``ORTM`` and a model with a graph.
+The checks use the pure-Python readers in :mod:`flatbuf`, :mod:`onnxproto` and :mod:`ortfile`,
+because a truncated or foreign file handed to the TFLite interpreter can crash the process
+instead of raising (onnxruntime verifies ORT files itself, but its message names no cause).
 
 An ONNX file may keep tensors in other files ("external data", a ``location`` relative to the
 model's folder). A file from elsewhere could name ``../../etc/shadow``, an absolute path or a
@@ -23,11 +25,12 @@ from .errors import RuntimeModelError
 from .flatbuf import FILE_IDENTIFIER, has_identifier, parse_tflite
 from .tflite_graph import parse_graph
 from .onnxproto import ExternalData, external_data, parse_onnx
+from .ortfile import ORT_IDENTIFIER, PLACEHOLDER, has_ort_identifier, parse_ort
 from .spec import METADATA_KEY
 
 STANDARD_METADATA_NAME = "TFLITE_METADATA"  # TFLite Model Metadata (metadata_schema.fbs), see std_metadata
 
-FORMATS = {".tflite": "tflite", ".onnx": "onnx"}
+FORMATS = {".tflite": "tflite", ".onnx": "onnx", ".ort": "ort"}
 
 
 @dataclass(frozen=True)
@@ -36,13 +39,13 @@ class ModelFile:
     buffer of its standard TFLite Model Metadata entry (each None when absent)."""
 
     path: Path
-    format: str  # "tflite" or "onnx"
+    format: str  # "tflite", "onnx" or "ort"
     metadata_json: str | None
     standard_metadata: bytes | None = None  # the TFLITE_METADATA buffer, see std_metadata
 
 
 def model_format(path: str | os.PathLike) -> str:
-    """'tflite' or 'onnx' from the file suffix; RuntimeModelError for anything else."""
+    """'tflite', 'onnx' or 'ort' from the file suffix; RuntimeModelError for anything else."""
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
         raise RuntimeModelError(f"model file {str(path)!r} has suffix {suffix!r}; expected one of {', '.join(FORMATS)}")
@@ -50,7 +53,7 @@ def model_format(path: str | os.PathLike) -> str:
 
 
 def open_model_file(path: str | os.PathLike) -> ModelFile:
-    """Check that ``path`` is a readable, complete .tflite/.onnx file and read its metadata JSON."""
+    """Check that ``path`` is a readable, complete .tflite/.onnx/.ort file and read its metadata JSON."""
     path = Path(path)
     fmt = model_format(path)
     if not path.exists():
@@ -60,7 +63,10 @@ def open_model_file(path: str | os.PathLike) -> ModelFile:
     if path.stat().st_size == 0:
         raise RuntimeModelError(f"model file {str(path)!r} is empty")
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        text, standard = _tflite_metadata(path, data) if fmt == "tflite" else (_onnx_metadata(path, data), None)
+        if fmt == "tflite":
+            text, standard = _tflite_metadata(path, data)
+        else:
+            text, standard = _READERS[fmt](path, data), None
     return ModelFile(path, fmt, text, standard)
 
 
@@ -123,6 +129,23 @@ def _onnx_metadata(path: Path, data) -> str | None:
     for ref in refs:
         _check_external(path, ref)
     return layout.metadata_props.get(METADATA_KEY)
+
+
+def _ort_metadata(path: Path, data) -> str | None:
+    if not has_ort_identifier(data[:8]):
+        raise RuntimeModelError(f"{str(path)!r} is not an ORT format file: bytes 4..8 are {bytes(data[4:8])!r}; "
+                                f"expected {ORT_IDENTIFIER!r}")
+    try:
+        layout = parse_ort(data)
+    except ValueError as exc:
+        raise RuntimeModelError(f"{str(path)!r} is truncated or corrupt: {exc}") from None
+    if layout.nodes == 0:
+        raise RuntimeModelError(f"{str(path)!r} is not a usable ORT model: its graph has no nodes")
+    text = layout.metadata.get(METADATA_KEY)
+    return None if text == PLACEHOLDER else text
+
+
+_READERS = {"onnx": _onnx_metadata, "ort": _ort_metadata}  # .tflite: _tflite_metadata, which also returns the standard entry
 
 
 def _check_external(path: Path, ref: ExternalData) -> None:

@@ -1,9 +1,10 @@
-"""Reading and writing the edgekit metadata JSON inside .tflite and .onnx files.
+"""Reading and writing the edgekit metadata JSON inside .tflite, .onnx and .ort files.
 
 TFLite: the Model table's ``metadata`` vector holds an entry named ``edgekit`` that points at a
 buffer whose bytes are the UTF-8 JSON (schema.fbs, ``table Metadata``). ONNX: the
-``ModelProto.metadata_props`` entry with key ``edgekit``. See :mod:`edgekit.runtime.spec` for the
-JSON document itself.
+``ModelProto.metadata_props`` entry with key ``edgekit``. ORT format: the same entry in the
+Model table's ``metadata_props``, rewritten in pure Python (see :mod:`edgekit.runtime.ortfile`).
+See :mod:`edgekit.runtime.spec` for the JSON document itself.
 
 Reading needs no third-party package. Writing is an export-side operation: .tflite files are
 rewritten with ``flatbuffers`` and LiteRT's generated schema module (object API), .onnx files
@@ -27,6 +28,7 @@ import numpy as np
 from .errors import RuntimeModelError
 from .files import model_format, open_model_file
 from .flatbuf import FILE_IDENTIFIER, parse_tflite
+from .ortfile import with_metadata_entry
 from .spec import METADATA_KEY, ModelMetadata
 
 # The TFLite converter aligns buffer data to 16 bytes; rewritten files keep that alignment so
@@ -36,12 +38,12 @@ _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed, so that writing the same metadata tw
 
 
 def read_metadata_json(path: str | os.PathLike) -> str | None:
-    """The raw edgekit JSON of a .tflite/.onnx file, or None when the file has none."""
+    """The raw edgekit JSON of a .tflite/.onnx/.ort file, or None when the file has none."""
     return open_model_file(path).metadata_json
 
 
 def read_metadata(path: str | os.PathLike) -> ModelMetadata | None:
-    """The edgekit metadata of a .tflite/.onnx file, or None when the file has none.
+    """The edgekit metadata of a .tflite/.onnx/.ort file, or None when the file has none.
 
     Raises RuntimeModelError when the file is missing, not a model, truncated, or carries an
     edgekit entry that is not a valid metadata document.
@@ -59,9 +61,12 @@ def parse_metadata(path: str | os.PathLike, text: str | None) -> ModelMetadata |
 
 
 def write_metadata(path: str | os.PathLike, meta: ModelMetadata) -> None:
-    """Store ``meta`` in a .tflite or .onnx file (by suffix), replacing any edgekit entry."""
-    if model_format(path) == "tflite":
+    """Store ``meta`` in a .tflite, .onnx or .ort file (by suffix), replacing any edgekit entry."""
+    fmt = model_format(path)
+    if fmt == "tflite":
         write_tflite_metadata(path, meta)
+    elif fmt == "ort":
+        write_ort_metadata(path, meta)
     else:
         write_onnx_metadata(path, meta)
 
@@ -152,6 +157,25 @@ def _write_onnx_payload(path: str | os.PathLike, text: str) -> None:
     model.metadata_props.extend(kept)
     model.metadata_props.add(key=METADATA_KEY, value=text)
     _atomic_write(Path(path), model.SerializeToString())
+
+
+def write_ort_metadata(path: str | os.PathLike, meta: ModelMetadata) -> None:
+    """Store ``meta`` in a .ort file's metadata_props, replacing any edgekit entry; atomic.
+
+    The file must already have a metadata_props field (edgekit's .ort files do; see
+    :mod:`edgekit.runtime.ortfile`); RuntimeModelError otherwise.
+    """
+    _write_ort_payload(path, meta.to_json())
+
+
+def _write_ort_payload(path: str | os.PathLike, text: str) -> None:
+    """Store ``text`` as the edgekit entry of a .ort file (see _write_tflite_payload)."""
+    open_model_file(path)
+    try:
+        data = with_metadata_entry(Path(path).read_bytes(), METADATA_KEY, text)
+    except ValueError as exc:
+        raise RuntimeModelError(f"cannot write metadata to {str(path)!r}: {exc}") from None
+    _atomic_write(Path(path), data)
 
 
 def _tflite_writer_modules():

@@ -1,4 +1,4 @@
-"""``Model``: load a .tflite or .onnx file and run it on float inputs.
+"""``Model``: load a .tflite, .onnx or .ort file and run it on float inputs.
 
 A thin layer that keeps the interpreter's meaning (names, shapes, dtypes and quantization
 parameters come from the file) and adds what every caller otherwise rewrites: quantizing float
@@ -121,13 +121,14 @@ class _Input:
 
 
 class Model:
-    """A .tflite or .onnx model ready to run on the CPU.
+    """A .tflite, .onnx or .ort model ready to run on the CPU.
 
     ``Model(path, threads=None, backend="auto")``: backend "auto" picks LiteRT, then
-    tflite_runtime, then tf.lite for .tflite files and onnxruntime for .onnx files.
+    tflite_runtime, then tf.lite for .tflite files and onnxruntime for .onnx and .ort files.
     ``inputs``/``outputs`` describe the tensors; ``metadata`` is the file's edgekit metadata,
     else the equivalent of its standard TFLite Model Metadata (labels and normalisation written
-    by TFLite Support or MediaPipe tools, see :mod:`std_metadata`), else None; ``raw`` is the underlying interpreter or session, for anything not wrapped here.
+    by TFLite Support or MediaPipe tools, see :mod:`std_metadata`), else None; ``raw`` is the
+    underlying interpreter or session, for anything not wrapped here.
     """
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None, backend: str = "auto") -> None:
