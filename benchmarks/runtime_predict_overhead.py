@@ -71,8 +71,11 @@ from edgekit.runtime import Model  # noqa: E402
 # (row, file, what each side is given): "float" = predict gets floats, the bare loop the
 # quantized array; "int8" = both get the quantized array (predict passes it through);
 # "both float" = both get floats and the bare loop quantizes them itself in plain numpy.
+# "frame" = both get the same uint8 camera frame (the default int8 export takes raw pixels);
+# "prepare" = predict gets ``model.prepare(frame)``, what classify does with a frame.
 ROWS = [("fp32", "fp32", "float"), ("int8", "int8", "float"), ("int8, int8 in", "int8", "int8"),
-        ("int8, both float", "int8", "both float")]
+        ("int8, both float", "int8", "both float"), ("uint8 frame", "uint8", "frame"),
+        ("uint8 frame, prepare", "uint8", "prepare")]
 
 
 def convert(folder: Path) -> dict[str, Path]:
@@ -90,7 +93,21 @@ def convert(folder: Path) -> dict[str, Path]:
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = converter.inference_output_type = tf.int8
     paths["int8"].write_bytes(converter.convert())
+    paths["uint8"] = _edgekit_default_int8(model, folder)
     return paths
+
+
+def _edgekit_default_int8(model, folder: Path) -> Path:
+    """``edgekit export``'s default int8 file of ``model``: uint8 pixels in (normalisation in the
+    graph), float head, float scores out; calibrated on the shipped sample (read as RGB)."""
+    from edgekit.export import ExportOptions, Precision, export_model
+
+    model.save(folder / "mnv2.keras")
+    sample = Path(__file__).resolve().parents[1] / "calibration" / "fashion-mnist"
+    report = export_model(folder / "mnv2.keras", ExportOptions(precisions=(Precision.INT8,), calibration=str(sample),
+                                                               num_validation=20, out_dir=folder / "edgekit"),
+                          log=lambda line: print(line, file=sys.stderr))
+    return report.files[0].path
 
 
 def bench(path: Path, calls: int, threads: int, feed_mode: str = "float", clock=time.perf_counter):
@@ -101,8 +118,12 @@ def bench(path: Path, calls: int, threads: int, feed_mode: str = "float", clock=
     interp = model.raw
     (inp,), (out,) = interp.get_input_details(), interp.get_output_details()
     x = np.random.default_rng(1).uniform(-1, 1, (1, 224, 224, 3)).astype(np.float32)
-    raw_input = model._slots[0].convert(x).copy()  # the same (quantized) data the wrapper feeds
-    feed = raw_input if feed_mode == "int8" else x
+    frame = np.random.default_rng(2).integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    if feed_mode in ("frame", "prepare"):
+        raw_input = feed = frame[None]
+    else:
+        raw_input = model._slots[0].convert(x).copy()  # the same (quantized) data the wrapper feeds
+        feed = raw_input if feed_mode == "int8" else x
     in_index, out_index = inp["index"], out["index"]
     scale, zero_point = inp["quantization"]
     limits = np.iinfo(inp["dtype"]) if inp["dtype"] != np.float32 else None
@@ -118,7 +139,7 @@ def bench(path: Path, calls: int, threads: int, feed_mode: str = "float", clock=
             (out_q.astype(np.float32) - out["quantization"][1]) * out["quantization"][0]
 
     def predict_call() -> None:
-        model.predict(feed)
+        model.predict(model.prepare(frame)[None] if feed_mode == "prepare" else feed)
 
     times: dict[str, list[float]] = {"raw": [], "predict": []}
     for i in range(calls + 5):

@@ -61,10 +61,13 @@ _COLORS = ["rgb", "native"]
 def export_command(model: Path, formats: str, precisions: str, calibration, num_calibration,
                    calibration_method: str, io: str, input_color: str, embedding: bool, float_io: bool, int8_head: str, nchw: bool, onnx_quant_format, onnx_activation_type,
                    num_validation: int, report: bool, max_accuracy_drop, out_dir, force: bool, as_json: bool) -> int:
-    """Export MODEL (a run folder or a .keras file) to TFLite and/or ONNX, validated.
+    """Export MODEL (a run folder or a .keras file) to TFLite, ONNX and/or ORT, validated.
 
-    Every file carries edgekit metadata and is checked against the Keras model on held-out
-    images; an fp32 file that disagrees beyond tolerance fails the command (exit 1).
+    Every file carries edgekit metadata (and, for .tflite, the standard TFLite Model Metadata
+    that MediaPipe Tasks and the LiteRT support libraries read) and is checked against the Keras
+    model on held-out images; an fp32 file that disagrees beyond tolerance fails the command
+    (exit 1). By default files take camera-ready input: RGB (a grayscale model converts to gray
+    inside the file), and raw uint8 pixels for int8 TFLite (see --io, --input-color).
     """
     quiet_tensorflow()
     with stdout_to_stderr(as_json):

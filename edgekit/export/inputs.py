@@ -157,7 +157,10 @@ class InputForm:
         adapter = keras.layers.Conv2D(self.native.channels, 1, name=ADAPTER_NAME, trainable=False)
         x = adapter(image)
         adapter.set_weights(list(self.adapter_weights()))
-        return keras.Model(image, model(x), name=f"{model.name}_{self.key.replace('/', '_')}")
+        # ``model.call`` re-applies the model's own layers to the adapter's output (a flat graph
+        # sharing the trained weights); ``model(x)`` would nest it and prefix every tensor name
+        # in the converted file with the wrapper's name (+18 KB on MobileNetV2 0.35).
+        return keras.Model(image, model.call(x), name=model.name)
 
 
 def embedding_model(model):
@@ -176,4 +179,4 @@ def embedding_model(model):
     pool = found[-1]
     if pool.output is model.outputs[0] or len(model.outputs[0].shape) == 2 and pool is model.layers[-1]:
         return model
-    return keras.Model(model.inputs, pool.output, name=f"{model.name}_embedding")
+    return keras.Model(model.inputs, pool.output, name=model.name)
