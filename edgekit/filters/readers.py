@@ -122,8 +122,9 @@ def _read_tflite(data, layer: str | None) -> ConvKernels:
                 raise ValueError(f"operator {op.index} ({op.opcode}) has a filter of shape {shape}; expected 4-D")
             kind = _kind(op.opcode == "DEPTHWISE_CONV_2D", shape[1], shape[2])
             candidates.append(((out.split(";")[0], out, filt), kind, op))
-        else:
-            candidates.append(((out.split(";")[0], out), op.opcode, op))
+        else:  # its weights' names too: a FULLY_CONNECTED's output is often a serving name
+            weights = tuple(graph.tensors[i].name for i in op.inputs if i >= 0 and graph.tensors[i].constant)
+            candidates.append(((out.split(";")[0], out, *weights), op.opcode, op))
     op, kind = _pick(candidates, layer, "the model")
     weights, storage = tflite_constant(graph, data, op.inputs[1])
     if kind == "depthwise":  # [1, kh, kw, out]: one single-channel kernel per output channel
