@@ -250,15 +250,21 @@ def test_response_maps_of_the_most_edge_like_kernels(files):
     np.testing.assert_array_equal(maps["sobel_y"], 0)
 
 
-def test_reading_tflite_and_onnx_never_imports_tensorflow(files, tmp_path):
-    code = ("import sys\nfrom edgekit.filters import filter_report\n"
-            "for p in sys.argv[2:]:\n"
-            "    filter_report(p, sys.argv[1])\n"
-            "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n")
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "f.png"), str(files["tflite_int8"]),
-                          str(files["onnx_int8"])], capture_output=True, text=True, timeout=120, cwd=REPO)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
+def test_tflite_and_onnx_run_where_tensorflow_cannot_be_imported(files, tmp_path):
+    """As on a device: ``edgekit filters`` in a process where importing TensorFlow fails."""
+    from device_helpers import BLOCKED_MARK, no_tensorflow_env
+
+    env = no_tensorflow_env(tmp_path / "site")
+    image = tmp_path / "grey.png"
+    from PIL import Image
+
+    Image.fromarray(np.arange(400, dtype=np.uint8).reshape(20, 20)).save(image)
+    for fmt in ("tflite_int8", "onnx_int8"):
+        out = subprocess.run([sys.executable, "-m", "edgekit.cli", "filters", str(files[fmt]), "--image", str(image),
+                              "--out", str(tmp_path / f"{fmt}.png"), "--json"],
+                             capture_output=True, text=True, timeout=120, cwd=REPO, env=env)
+        assert out.returncode == 0 and BLOCKED_MARK not in out.stderr, out.stderr
+        assert json.loads(out.stdout)["storage"] == "int8 per-channel"
 
 
 # -- the command line -----------------------------------------------------------------------
@@ -321,3 +327,13 @@ def test_bad_input_is_one_line_exit_2_and_no_file(files, tmp_path, case):
         "channel out of range": ([files["tflite"], "--channel", 3], "input channels 0..2"),
     }[case]
     _refused(args, tmp_path, needle)
+
+
+def test_dc_share_caps_the_similarity():
+    """A kernel = Sobel x + a brightness part: its similarity is sqrt(1 - dc_share)."""
+    blob = np.ones((3, 3), np.float32)
+    weights = np.stack([REFERENCES["sobel_x"], REFERENCES["sobel_x"] + blob, blob])[..., None]
+    matches = match_kernels(ConvKernels("conv", weights))
+    assert [m.dc_share for m in matches] == pytest.approx([0, 9 / (12 + 9), 1])
+    assert matches[1].reference == "sobel_x" and matches[1].cosine == pytest.approx(np.sqrt(1 - 9 / 21))
+    assert matches[2].cosine == pytest.approx(0, abs=1e-9)

@@ -52,9 +52,10 @@ def _print(report) -> None:
     doc = report.as_dict()
     c, s = report.conv, doc["summary"]
     kh, kw = c.kernel_size
-    rows = [[f"#{m.index}", m.reference or "-", f"{m.cosine:.3f}", _flags(m)] for m in report.matches]
+    rows = [[f"#{m.index}", m.reference or "-", f"{m.cosine:.3f}", f"{m.dc_share:.2f}", _flags(m)]
+            for m in report.matches]
     print_table(f"{c.name}: {c.count} kernels {kh}x{kw}x{c.in_channels} ({c.storage}, {doc['shown']})",
-                ["kernel", "best reference", "|cos|", "flags"], rows)
+                ["kernel", "best reference", "|cos|", "DC share", "flags"], rows)
     if report.strided:
         click.echo(f"the layer is strided ({c.stride[0]}x{c.stride[1]}): it applies these kernels at every "
                    f"{'second' if c.stride == (2, 2) else 'n-th'} position; the matching is unaffected")

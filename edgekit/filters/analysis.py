@@ -12,6 +12,11 @@ score of a layer that never moved from its random initialisation.
   median kernel norm: it passes (almost) nothing on.
 - duplicate: the kernel's weights (all input channels) have a signed cosine of at least
   0.95 with an earlier live kernel: both detect the same thing.
+
+Each kernel's ``dc_share`` is the part of its energy (sum of squares) in its mean, the part
+that responds to plain brightness; the references have none, so a kernel's similarity is at
+most sqrt(1 - dc_share): a learned kernel that mixes an edge with a brightness detector scores
+lower than its edge part alone.
 """
 
 from __future__ import annotations
@@ -64,12 +69,13 @@ class KernelMatch:
     cosine: float  # absolute cosine with that reference, 0..1
     sign: int  # +1: the reference itself; -1: its negation (the opposite edge polarity)
     norm: float  # L2 norm over all input channels
+    dc_share: float  # share of the shown kernel's energy in its mean (brightness), 0..1
     dead: bool
     duplicate_of: int | None
 
     def as_dict(self) -> dict:
         return {"index": self.index, "reference": self.reference, "cosine": round(self.cosine, 4),
-                "sign": self.sign, "norm": round(self.norm, 6), "dead": self.dead,
+                "sign": self.sign, "norm": round(self.norm, 6), "dc_share": round(self.dc_share, 4), "dead": self.dead,
                 "duplicate_of": self.duplicate_of}
 
 
@@ -136,9 +142,11 @@ def match_kernels(conv: ConvKernels, channel: int | None = None) -> list[KernelM
     dead = dead_kernels(conv.weights)
     duplicates = duplicate_kernels(conv.weights, dead)
     norms = np.linalg.norm(conv.weights.reshape(conv.count, -1).astype(np.float64), axis=1)
-    zero = np.linalg.norm(shown.reshape(conv.count, -1), axis=1) == 0
-    return [KernelMatch(i, None if zero[i] else names[b], float(abs(cos[i, b])), 1 if cos[i, b] >= 0 else -1,
-                        float(norms[i]), bool(dead[i]), duplicates[i])
+    flat = shown.reshape(conv.count, -1).astype(np.float64)
+    energy = (flat**2).sum(axis=1)
+    dc = np.divide(flat.shape[1] * flat.mean(axis=1) ** 2, energy, out=np.zeros_like(energy), where=energy > 0)
+    return [KernelMatch(i, None if energy[i] == 0 else names[b], float(abs(cos[i, b])), 1 if cos[i, b] >= 0 else -1,
+                        float(norms[i]), float(dc[i]), bool(dead[i]), duplicates[i])
             for i, b in enumerate(best)]
 
 

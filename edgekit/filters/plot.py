@@ -38,7 +38,8 @@ def _kernel(ax, kernel: np.ndarray, title: str, values: bool = False, fontsize: 
 def _label(m: KernelMatch) -> str:
     if m.dead:
         return f"#{m.index} DEAD"
-    head = f"#{m.index} {m.reference or '-'}"
+    sign = "-" if m.sign < 0 and m.reference else ""  # the reference negated: the other polarity
+    head = f"#{m.index} {sign}{m.reference or '-'}"
     tail = f"{m.cosine:.2f}" + (f" =#{m.duplicate_of}" if m.duplicate_of is not None else "")
     return f"{head}\n{tail}"
 

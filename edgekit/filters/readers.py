@@ -54,6 +54,8 @@ def read_conv(path: str | Path, layer: str | None = None) -> ConvKernels:
                 raise ValueError(f"{str(path)!r}: {exc}") from None
     if path.is_dir() or suffix == ".keras":
         return _read_keras(path, layer)
+    if not path.exists():
+        raise ValueError(f"MODEL {str(path)!r} does not exist")
     raise ValueError(f"MODEL got {str(path)!r}; expected a run folder, a .keras, .tflite or .onnx file")
 
 
