@@ -31,7 +31,9 @@ from edgekit.filters.analysis import chance_similarity, dead_kernels, most_edge_
 
 NAMES = list(REFERENCES)
 SIZE = 16  # input side of the test models
-FORMATS = ["keras", "tflite", "tflite_int8", "onnx", "onnx_int8"]
+FORMATS = ["keras", "tflite", "tflite_fp16", "tflite_int8", "onnx", "onnx_int8", "onnx_qop"]
+STORAGE = {"tflite_fp16": "float16", "tflite_int8": "int8 per-channel", "onnx_int8": "int8 per-channel",
+           "onnx_qop": "int8 per-channel"}
 
 
 # -- the reference filters and the notes' example (numpy only) ------------------------------
@@ -129,8 +131,8 @@ def _model():
 
 
 def _convert(model, folder: Path, name: str) -> dict[str, Path]:
-    """NAME.keras, fp32 and int8 .tflite (through a SavedModel, as edgekit export does), fp32
-    and int8 QDQ .onnx."""
+    """NAME.keras, fp32, fp16 and int8 .tflite (through a SavedModel, as edgekit export does),
+    fp32 and int8 (QDQ and QOperator) .onnx."""
     import tensorflow as tf
     from onnxruntime import quantization as q
 
@@ -139,11 +141,16 @@ def _convert(model, folder: Path, name: str) -> dict[str, Path]:
     shape = tuple(int(d) for d in model.inputs[0].shape[1:])
     paths = {"keras": folder / f"{name}.keras", "tflite": folder / f"{name}.tflite",
              "tflite_int8": folder / f"{name}_int8.tflite", "onnx": folder / f"{name}.onnx",
-             "onnx_int8": folder / f"{name}_int8.onnx"}
+             "onnx_int8": folder / f"{name}_int8.onnx", "onnx_qop": folder / f"{name}_qop.onnx",
+             "tflite_fp16": folder / f"{name}_fp16.tflite"}
     model.save(paths["keras"])
     saved = folder / f"{name}_saved"
     model.export(str(saved), format="tf_saved_model", verbose=False)
     paths["tflite"].write_bytes(tf.lite.TFLiteConverter.from_saved_model(str(saved)).convert())
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_types = [tf.float16]
+    paths["tflite_fp16"].write_bytes(converter.convert())
     rng = np.random.default_rng(0)
     samples = [rng.uniform(-1, 1, (1, *shape)).astype(np.float32) for _ in range(4)]
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
@@ -160,8 +167,9 @@ def _convert(model, folder: Path, name: str) -> dict[str, Path]:
         def get_next(self):
             return next(self.batches, None)
 
-    q.quantize_static(str(paths["onnx"]), str(paths["onnx_int8"]), Reader(), quant_format=q.QuantFormat.QDQ,
-                      activation_type=q.QuantType.QInt8, weight_type=q.QuantType.QInt8, per_channel=True)
+    for key, fmt in (("onnx_int8", q.QuantFormat.QDQ), ("onnx_qop", q.QuantFormat.QOperator)):
+        q.quantize_static(str(paths["onnx"]), str(paths[key]), Reader(), quant_format=fmt,
+                          activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8, per_channel=True)
     return paths
 
 
@@ -182,11 +190,13 @@ def test_every_format_reads_the_kernels_in_the_same_layout(files, fmt):
     conv = read_conv(files[fmt])
     assert conv.source == fmt.split("_")[0] and conv.stride == (2, 2) and not conv.depthwise
     assert conv.weights.shape == (12, 3, 3, 3) and conv.kernel_size == (3, 3) and conv.in_channels == 3
-    assert ("int8 per-channel" if fmt.endswith("int8") else "float32") == conv.storage
+    assert conv.storage == STORAGE.get(fmt, "float32")
     want = _stem_kernel().transpose(3, 0, 1, 2)
     scale = np.abs(want).reshape(12, -1).max(axis=1)[:, None, None, None]
-    np.testing.assert_allclose(conv.weights, want, atol=0, rtol=0) if fmt in ("keras", "tflite", "onnx") else \
-        np.testing.assert_allclose(conv.weights / scale, want / scale, atol=1 / 127)
+    if fmt in ("keras", "tflite", "tflite_fp16", "onnx"):  # the references are exact in float16 too
+        np.testing.assert_array_equal(conv.weights, want)
+    else:  # within half an int8 step of each kernel's per-channel scale
+        np.testing.assert_allclose(conv.weights / scale, want / scale, atol=0.5 / 127 + 1e-6)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -194,7 +204,7 @@ def test_a_layer_set_to_the_references_scores_one(files, fmt):
     for channel in range(3):
         matches = match_kernels(read_conv(files[fmt]), channel=channel)
         assert [m.reference for m in matches] == [NAMES[(k + channel) % 12] for k in range(12)]
-        assert min(m.cosine for m in matches) > (0.999 if fmt.endswith("int8") else 0.999999)
+        assert min(m.cosine for m in matches) > (0.999 if fmt in STORAGE else 0.999999)
         assert all(m.sign == 1 and not m.dead for m in matches)
 
 
@@ -206,7 +216,7 @@ def test_layer_picks_a_depthwise_convolution(files, fmt):
     assert [m.reference for m in matches] == NAMES and min(m.cosine for m in matches) > 0.999
 
 
-@pytest.mark.parametrize("fmt", ["tflite_int8", "onnx_int8"])
+@pytest.mark.parametrize("fmt", ["tflite_fp16", "tflite_int8", "onnx_int8", "onnx_qop"])
 def test_int8_files_match_their_float_figures(files, fmt):
     # the channel mean of this layer sits between references, so its best match is a near tie
     fp32 = match_kernels(read_conv(files[fmt.split("_")[0]]), channel=0)

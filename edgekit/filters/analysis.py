@@ -196,7 +196,7 @@ def response_maps(pixels: np.ndarray, conv: ConvKernels, kernels: list[KernelMat
     for m in kernels:
         kernel = conv.weights[m.index]
         out = correlate2d(image, kernel) if matched else correlate2d(grey, kernel.mean(axis=2))
-        maps.append((f"#{m.index} ~ {m.reference}", out))
+        maps.append((f"#{m.index} ~ {'-' if m.sign < 0 else ''}{m.reference}", out))
     refs = reference_filters(size)
     maps += [(name, correlate2d(grey, refs[name])) for name in ("sobel_x", "sobel_y")]
     return maps

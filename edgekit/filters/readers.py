@@ -132,8 +132,8 @@ def _read_tflite(data, layer: str | None) -> ConvKernels:
     if kind == "depthwise":  # [1, kh, kw, out]: one single-channel kernel per output channel
         weights = weights.transpose(3, 1, 2, 0)
     name = graph.tensors[op.outputs[0]].name.split(";")[0]
-    stride = op.conv.stride if op.conv else (1, 1)
-    return ConvKernels(name, np.ascontiguousarray(weights, np.float32), tuple(int(s) for s in stride),
+    stride = op.conv.stride if op.conv else (1, 1)  # 0: the field is absent (no valid file has it)
+    return ConvKernels(name, np.ascontiguousarray(weights, np.float32), tuple(max(int(s), 1) for s in stride),
                        kind == "depthwise", storage, "tflite")
 
 
