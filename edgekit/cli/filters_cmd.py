@@ -57,8 +57,8 @@ def _print(report) -> None:
     print_table(f"{c.name}: {c.count} kernels {kh}x{kw}x{c.in_channels} ({c.storage}, {doc['shown']})",
                 ["kernel", "best reference", "|cos|", "DC share", "flags"], rows)
     if report.strided:
-        click.echo(f"the layer is strided ({c.stride[0]}x{c.stride[1]}): it applies these kernels at every "
-                   f"{'second' if c.stride == (2, 2) else 'n-th'} position; the matching is unaffected")
+        click.echo(f"the layer is strided ({c.stride[0]}x{c.stride[1]}): it applies these kernels every "
+                   f"{c.stride[0]} rows and {c.stride[1]} columns; the kernels, and so the matching, are the same")
     click.echo(f"mean best |cos| {s['mean_cosine']} (random kernels: {s['chance_cosine']}); {s['dead']} dead, "
                f"{s['duplicates']} duplicate; wrote {report.picture}")
 
