@@ -131,10 +131,18 @@ def _read_tflite(data, layer: str | None) -> ConvKernels:
     weights, storage = tflite_constant(graph, data, op.inputs[1])
     if kind == "depthwise":  # [1, kh, kw, out]: one single-channel kernel per output channel
         weights = weights.transpose(3, 1, 2, 0)
-    name = graph.tensors[op.outputs[0]].name.split(";")[0]
+    name = _tflite_name(graph.tensors[op.inputs[1]].name, graph.tensors[op.outputs[0]].name)
     stride = op.conv.stride if op.conv else (1, 1)  # 0: the field is absent (no valid file has it)
     return ConvKernels(name, np.ascontiguousarray(weights, np.float32), tuple(max(int(s), 1) for s in stride),
                        kind == "depthwise", storage, "tflite")
+
+
+def _tflite_name(filter_name: str, output_name: str) -> str:
+    """The convolution's own name among the names the converter fused into its tensors'
+    (``.../Conv1_relu_1/Relu6;.../bn_Conv1_1/...;.../Conv1_1/convolution``)."""
+    parts = [p for name in (filter_name, output_name) for p in name.split(";") if p]
+    own = [p for p in parts if re.search(r"/(convolution|depthwise|Conv2D|BiasAdd)\d*$", p)]
+    return (own or parts or [output_name])[0]
 
 
 # -- ONNX -----------------------------------------------------------------------------------
