@@ -4,12 +4,12 @@ the references, low similarity and no dead kernels at random initialisation, dea
 duplicate flags, response maps, and one-line refusals that leave no file behind.
 
 The reference kernels are those of the course notes behind edgekit (Andrew Ng, "Convolutional
-Neural Networks", week 1: "Edge detection", "More edge detection"), as cited in
-/work/shared/REFERENCE.md's source notes: vertical edge [[1, 0, -1]] x 3, Sobel x
-[[1, 0, -1], [2, 0, -2], [1, 0, -1]], Scharr x [[3, 0, -3], [10, 0, -10], [3, 0, -3]], each
-y filter the transpose; the 45-degree Sobel is the textbook diagonal Sobel
-[[2, 1, 0], [1, 0, -1], [0, -1, -2]] (Gonzalez & Woods, "Digital Image Processing", 3rd ed.,
-fig. 10.15, up to sign).
+Neural Networks", week 1: "Edge detection" and "More edge detection"), as issue 17 quotes them
+(/work/shared/REFERENCE.md has the convolution arithmetic, not these kernels): vertical edge
+[[1, 0, -1]] x 3, Sobel x [[1, 0, -1], [2, 0, -2], [1, 0, -1]], Scharr x
+[[3, 0, -3], [10, 0, -10], [3, 0, -3]], each y filter the transpose. The 45-degree Sobel
+kernels are the diagonal Sobel masks of Gonzalez & Woods, "Digital Image Processing"
+(up to sign).
 """
 
 from __future__ import annotations
