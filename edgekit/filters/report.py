@@ -58,8 +58,8 @@ def _title(report: FilterReport, model: str) -> str:
     kh, kw = c.kernel_size
     what = "depthwise " if c.depthwise else ""
     stride = f", stride {c.stride[0]}x{c.stride[1]}" if report.strided else ""
-    shown = ("" if c.in_channels == 1 else
-             f", mean of {c.in_channels} input channels" if report.channel is None else f", input channel {report.channel}")
+    shown = ("" if c.in_channels == 1 else f", mean of {c.in_channels} input channels" if report.channel is None
+             else f", input channel {report.channel}")
     s = report.summary()
     return (f"{Path(model).name}: {what}{c.name}, {c.count} kernels {kh}x{kw}x{c.in_channels}{stride}{shown} "
             f"({c.storage}); best |cos| with a reference: mean {s['mean_cosine']} (random kernels: "

@@ -112,7 +112,8 @@ def _varints(buf, start: int, end: int) -> list[int]:
 def _onnx_stored(data, tensor: OnnxTensor) -> np.ndarray:
     what = f"initializer {tensor.name!r}"
     if tensor.external:
-        raise ValueError(f"{what} keeps its values in an external data file; edgekit reads them only from the model file")
+        raise ValueError(f"{what} keeps its values in an external data file; edgekit reads weights only from "
+                         "the model file")
     if tensor.data is None:
         if _elements(tensor.dims) == 0:
             return np.zeros(tensor.dims, _NUMPY_TYPES.get(tensor.dtype or "", "<f4"))
