@@ -128,6 +128,7 @@ def _model_args(c: Corpus, model: Path, work: Path) -> dict[str, list]:
         "benchmark": ["benchmark", model, "--data", c.labels, "--out", out, "--formats", "tflite",
                       "--quantize", "fp32", "--runs", 1, "--warmup", 0, "--json"],
         "summary": ["summary", model, "--json"],
+        "filters": ["filters", model, "--out", work / "filters.png", "--json"],
         "train --weights": ["train", "lenet5", "--data", c.labels, "--out", out, "--weights", model,
                             "--epochs", 1, "--batch-size", 4, "--json"],
     }
@@ -135,10 +136,11 @@ def _model_args(c: Corpus, model: Path, work: Path) -> dict[str, list]:
 
 # The model suffixes each command takes; any other is refused as such, whatever the file holds.
 ACCEPTS = {"predict": (".tflite", ".onnx", ".ort"), "profile": MODEL_SUFFIXES, "export": (".keras",),
-           "evaluate": (".keras",), "benchmark": (".keras",), "summary": (".keras",), "train --weights": (".keras",)}
+           "evaluate": (".keras",), "benchmark": (".keras",), "summary": (".keras",),
+           "filters": (".tflite", ".onnx", ".keras"), "train --weights": (".keras",)}
 NOT_ACCEPTED = {"predict": "suffix '.keras'; expected one of .tflite, .onnx, .ort", "summary": "unknown model",
                 "train --weights": "expected an edgekit run dir, a .keras file"}
-TAKES_RUN_FOLDERS = ("profile", "export", "evaluate", "benchmark", "train --weights")
+TAKES_RUN_FOLDERS = ("profile", "export", "evaluate", "benchmark", "filters", "train --weights")
 MODEL_COMMANDS = tuple(ACCEPTS)
 MODEL_CASES = [f"{suffix[1:]} {kind}" for suffix in MODEL_SUFFIXES
                for kind in ("empty", "truncated", "random", "wrong format", "folder", "missing")]
@@ -201,6 +203,18 @@ def test_bad_image(corpus, tmp_path, fmt, case):
                    (str(bad.path),), bad.problem)
 
 
+IMAGE_FILE_CASES = [c for c in IMAGE_CASES if not c.endswith("npy")]  # filters --image reads image files only
+
+
+@pytest.mark.parametrize("case", IMAGE_FILE_CASES)
+@pytest.mark.parametrize("fmt", ["keras", "tflite", "onnx"])
+def test_filters_bad_image(corpus, tmp_path, fmt, case):
+    bad = corpus.images[case]
+    model = {"keras": corpus.run, "tflite": corpus.tflite, "onnx": corpus.onnx}[fmt]
+    assert_refused(corpus, tmp_path, ["filters", model, "--image", bad.path, "--out", tmp_path / "f.png", "--json"],
+                   (str(bad.path),), bad.problem)
+
+
 RAW_CASES = ["wrong size", "wrong rank", "batch of two", "int32", "bool", "complex", "string", "scalar"]
 
 
@@ -230,6 +244,10 @@ ARGUMENTS = {
     "benchmark --out is a file": (["benchmark", "{run}", "--data", "{labels}", "--out", "{tflite}"], "{tflite}"),
     "quickstart --out is a file": (["quickstart", "--data", "{labels}", "--out", "{tflite}"], "{tflite}"),
     "augment --out is a folder": (["augment", "--data", "{labels}", "--out", "{run}"], "{run}"),
+    "filters --out is a folder": (["filters", "{tflite}", "--out", "{run}"], "{run}"),
+    "filters --out below a file": (["filters", "{tflite}", "--out", "{tflite}/f.png"], "{tflite}"),
+    "filters --layer not a convolution": (["filters", "{run}", "--out", "{work}/f.png", "--layer", "nosuch"],
+                                          "nosuch"),
     "train --out below a file": (["train", "lenet5", "--data", "{labels}", "--out", "{tflite}/run"], "{tflite}"),
     "evaluate --out below a file": (["evaluate", "{run}", "--data", "{labels}", "--out", "{tflite}/eval"], "{tflite}"),
     "augment --out below a file": (["augment", "--data", "{labels}", "--out", "{tflite}/grid.png"], "{tflite}"),

@@ -1,5 +1,5 @@
-"""The main graph of an ONNX file: nodes, initializers (dims and types, never their data) and
-the typed values (graph inputs, outputs, ``value_info``).
+"""The main graph of an ONNX file: nodes, initializers (dims, types and where their data lies,
+never the data itself) and the typed values (graph inputs, outputs, ``value_info``).
 
 Format: the Protocol Buffers wire encoding of onnx.proto (https://github.com/onnx/onnx/blob/main/onnx/onnx.proto),
 read with the bounds-checked field scanner of :mod:`onnxproto`, so no ``onnx`` package is
@@ -8,8 +8,11 @@ needed. Messages and field numbers used:
 - ``ModelProto``: producer_name 2, opset_import 8 (domain 1, version 2), graph 7.
 - ``GraphProto``: node 1, initializer 5, input 11, output 12, value_info 13.
 - ``NodeProto``: input 1, output 2, name 3, op_type 4, attribute 5, domain 7;
-  ``AttributeProto``: name 1, t 5 (read for ``Constant`` nodes only).
-- ``TensorProto``: dims 1 (packed or not), data_type 2, name 8.
+  ``AttributeProto``: name 1, i 3, t 5 (read for ``Constant`` nodes only), ints 8 (packed or
+  not): integer attributes such as a Conv's ``strides``, ``dilations`` and ``group``.
+- ``TensorProto``: dims 1 (packed or not), data_type 2, name 8, and where the values lie:
+  raw_data 9 (little-endian bytes), else packed float_data 4 / int32_data 5 / int64_data 7 /
+  double_data 10; data_location 14 (1 = external file, not read here).
 - ``ValueInfoProto``: name 1, type 2 -> ``TypeProto.tensor_type`` 1 -> elem_type 1,
   shape 2 -> dim 1 -> dim_value 1 | dim_param 2.
 
@@ -34,11 +37,14 @@ DATA_TYPES = {
 
 @dataclass(frozen=True)
 class OnnxTensor:
-    """An initializer or a Constant node's value: name, element type and dims (no data)."""
+    """An initializer or a Constant node's value: name, element type, dims and where its values
+    lie in the file (read them with :func:`edgekit.runtime.constants.onnx_array`)."""
 
     name: str
     dtype: str | None
     dims: tuple[int, ...]
+    data: tuple[int, int, int] | None = None  # (TensorProto field, start, end) of the values
+    external: bool = False  # the values lie in another file
 
     @property
     def size(self) -> int:
@@ -66,6 +72,10 @@ class OnnxNode:
     inputs: tuple[str, ...]  # "" marks an omitted optional input
     outputs: tuple[str, ...]
     value: OnnxTensor | None = None  # a Constant node's tensor attribute
+    ints: tuple[tuple[str, tuple[int, ...]], ...] = ()  # integer attributes (an ``i`` as one value)
+
+    def attribute(self, name: str, default: tuple[int, ...] | None = None) -> tuple[int, ...] | None:
+        return dict(self.ints).get(name, default)
 
 
 @dataclass(frozen=True)
@@ -101,9 +111,12 @@ def _packed(buf, wire: int, start: int, end: int) -> list[int]:
     return values
 
 
+_RAW_DATA, _TYPED_DATA = 9, (4, 5, 7, 10)  # raw_data; float_data, int32_data, int64_data, double_data
+
+
 def _tensor(buf, start: int, end: int) -> OnnxTensor:
     dims: list[int] = []
-    name, dtype = "", None
+    name, dtype, data, external = "", None, None, False
     for number, wire, s, e in _fields(buf, start, end):
         if number == 1 and wire in (_VARINT, _LENGTH_DELIMITED):
             dims.extend(_packed(buf, wire, s, e))
@@ -111,9 +124,13 @@ def _tensor(buf, start: int, end: int) -> OnnxTensor:
             dtype = DATA_TYPES.get(_int(buf, s, e), "undefined")
         elif number == 8 and wire == _LENGTH_DELIMITED:
             name = _text(buf, s, e)
+        elif wire == _LENGTH_DELIMITED and (number == _RAW_DATA or (number in _TYPED_DATA and data is None)):
+            data = (number, s, e)
+        elif number == 14 and wire == _VARINT:
+            external = _int(buf, s, e) == 1
     if any(d < 0 for d in dims):
         raise ValueError(f"tensor {name!r} has negative dims {dims}")
-    return OnnxTensor(name, dtype, tuple(dims))
+    return OnnxTensor(name, dtype, tuple(dims), data, external)
 
 
 def _submessage(buf, start: int, end: int, number: int) -> tuple[int, int] | None:
@@ -153,6 +170,16 @@ def _value(buf, start: int, end: int) -> OnnxValue:
     return OnnxValue(name, dtype, shape)
 
 
+def _int_attribute(buf, start: int, end: int) -> tuple[str, tuple[int, ...]] | None:
+    name, values = "", []
+    for number, wire, s, e in _fields(buf, start, end):
+        if number == 1 and wire == _LENGTH_DELIMITED:
+            name = _text(buf, s, e)
+        elif number in (3, 8) and wire in (_VARINT, _LENGTH_DELIMITED):
+            values.extend(_packed(buf, wire, s, e))
+    return (name, tuple(values)) if name and values else None
+
+
 def _constant_value(buf, start: int, end: int) -> OnnxTensor | None:
     name, tensor = "", None
     for number, wire, s, e in _fields(buf, start, end):
@@ -183,7 +210,8 @@ def _node(buf, start: int, end: int, index: int) -> OnnxNode:
     if parts[4] == "Constant" and parts[7] in ("", "ai.onnx"):
         for s, e in attributes:
             value = _constant_value(buf, s, e) or value
-    return OnnxNode(index, parts[3], parts[4], parts[7], tuple(inputs), tuple(outputs), value)
+    ints = tuple(a for a in (_int_attribute(buf, s, e) for s, e in attributes) if a is not None)
+    return OnnxNode(index, parts[3], parts[4], parts[7], tuple(inputs), tuple(outputs), value, ints)
 
 
 def _graph(buf, start: int, end: int) -> dict:

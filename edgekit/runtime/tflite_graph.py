@@ -8,10 +8,18 @@ Field slots used here, in schema order:
   the operator is ``max(deprecated_builtin_code, builtin_code)`` (codes above 127 live only
   in the second field).
 - ``SubGraph``: tensors (0), inputs (1), outputs (2), operators (3).
-- ``Tensor``: shape (0), type (1, byte), buffer (2), name (3), shape_signature (7).
+- ``Tensor``: shape (0), type (1, byte), buffer (2), name (3), quantization (4),
+  shape_signature (7).
+- ``QuantizationParameters``: scale (2, [float]), zero_point (3, [long]),
+  quantized_dimension (6, int): real = scale * (q - zero_point), per slice of that axis when
+  there are several scales (per-channel weights).
 - ``Operator``: opcode_index (0), inputs (1), outputs (2), builtin_options (4); an input of
-  -1 is an omitted optional operand. Of the options only ``BatchMatMulOptions.adj_x`` (0) is
-  read, because it decides which axis of the first operand is the reduced one.
+  -1 is an omitted optional operand. Of the options only these are read:
+  ``BatchMatMulOptions.adj_x`` (0), because it decides which axis of the first operand is the
+  reduced one, and the geometry of the 2-D convolutions: ``Conv2DOptions`` padding (0, byte),
+  stride_w (1), stride_h (2), dilation_w_factor (4), dilation_h_factor (5);
+  ``DepthwiseConv2DOptions`` padding (0), stride_w (1), stride_h (2), dilation_w_factor (5),
+  dilation_h_factor (6).
 
 Malformed input raises ValueError and nothing else, as in :mod:`flatbuf`.
 """
@@ -25,6 +33,8 @@ from .flatbuf import _I32, _MODEL_OPCODES, _MODEL_SUBGRAPHS, _U32, TfliteLayout,
 
 _I8 = struct.Struct("<b")
 _U8 = struct.Struct("<B")
+_F32 = struct.Struct("<f")
+_I64 = struct.Struct("<q")
 
 # BuiltinOperator names by code (schema.fbs order, codes 0..209).
 BUILTIN_OPERATORS = tuple("""
@@ -67,8 +77,31 @@ TENSOR_TYPES = ("float32", "float16", "int32", "uint8", "int64", "string", "bool
 
 _CODE_DEPRECATED, _CODE_CUSTOM, _CODE_BUILTIN = 0, 1, 3
 _SG_TENSORS, _SG_INPUTS, _SG_OUTPUTS, _SG_OPERATORS = 0, 1, 2, 3
-_T_SHAPE, _T_TYPE, _T_BUFFER, _T_NAME, _T_SPARSITY, _T_SIGNATURE = 0, 1, 2, 3, 6, 7
+_T_SHAPE, _T_TYPE, _T_BUFFER, _T_NAME, _T_QUANT, _T_SPARSITY, _T_SIGNATURE = 0, 1, 2, 3, 4, 6, 7
+_Q_SCALE, _Q_ZERO_POINT, _Q_DIMENSION = 2, 3, 6
 _OP_OPCODE, _OP_INPUTS, _OP_OUTPUTS, _OP_OPTIONS = 0, 1, 2, 4
+# Option slots (padding, stride_w, stride_h, dilation_w, dilation_h) of the 2-D convolutions.
+_CONV_SLOTS = {"CONV_2D": (0, 1, 2, 4, 5), "DEPTHWISE_CONV_2D": (0, 1, 2, 5, 6)}
+_PADDINGS = ("SAME", "VALID")
+
+
+@dataclass(frozen=True)
+class TfliteQuant:
+    """Affine quantization of a tensor: real = scale * (q - zero_point); one (scale, zero
+    point) per slice of ``axis`` when there are several (per-channel weights)."""
+
+    scale: tuple[float, ...]
+    zero_point: tuple[int, ...]
+    axis: int = 0
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """Stride, dilation and padding of a CONV_2D or DEPTHWISE_CONV_2D operator."""
+
+    stride: tuple[int, int]  # (h, w)
+    dilation: tuple[int, int]  # (h, w)
+    padding: str  # "SAME" or "VALID"
 
 
 @dataclass(frozen=True)
@@ -81,6 +114,7 @@ class TfliteTensor:
     buffer: int
     constant: bool  # its buffer holds data (weights, biases, shape operands)
     sparse: bool = False  # stored compressed (a sparsity table): fewer bytes than its shape
+    quant: TfliteQuant | None = None  # None: not quantized (no scales in the file)
 
     @property
     def size(self) -> int:
@@ -97,6 +131,7 @@ class TfliteOperator:
     inputs: tuple[int, ...]  # -1: omitted optional operand
     outputs: tuple[int, ...]
     adj_x: bool = False  # BATCH_MATMUL: the first operand is transposed
+    conv: ConvGeometry | None = None  # CONV_2D and DEPTHWISE_CONV_2D only
 
 
 @dataclass(frozen=True)
@@ -133,15 +168,43 @@ def _tensor(table: _Table, index: int, layout: TfliteLayout) -> TfliteTensor:
     return TfliteTensor(index, table.string(_T_NAME) or f"tensor_{index}", _ints(table, _T_SHAPE),
                         signature or None,
                         TENSOR_TYPES[type_code] if type_code < len(TENSOR_TYPES) else f"type_{type_code}",
-                        buffer, constant, table.field(_T_SPARSITY, 4) is not None)
+                        buffer, constant, table.field(_T_SPARSITY, 4) is not None, _quant(table))
+
+
+def _subtable(table: _Table, slot: int) -> _Table | None:
+    pos = table.field(slot, 4)
+    return None if pos is None else _Table.at(table.buf, pos + _read(_U32, table.buf, pos))
+
+
+def _quant(tensor: _Table) -> TfliteQuant | None:
+    params = _subtable(tensor, _T_QUANT)
+    if params is None:
+        return None
+    start, count = params.vector(_Q_SCALE, 4)
+    if count == 0:
+        return None  # min/max only (or nothing): not a quantized tensor
+    scale = struct.unpack_from(f"<{count}f", params.buf, start)
+    zstart, zcount = params.vector(_Q_ZERO_POINT, 8)
+    # A count that does not match the scales is left for the reader of the values to refuse
+    # (:func:`edgekit.runtime.constants.dequantize`): the interpreter may never need them.
+    zero_point = struct.unpack_from(f"<{zcount}q", params.buf, zstart) if zcount else (0,) * count
+    return TfliteQuant(tuple(scale), tuple(zero_point), params.scalar(_Q_DIMENSION, _I32))
 
 
 def _adj_x(op: _Table) -> bool:
-    pos = op.field(_OP_OPTIONS, 4)
-    if pos is None:
-        return False
-    options = _Table.at(op.buf, pos + _read(_U32, op.buf, pos))
-    return bool(options.scalar(0, _U8))
+    options = _subtable(op, _OP_OPTIONS)
+    return False if options is None else bool(options.scalar(0, _U8))
+
+
+def _conv_geometry(op: _Table, opcode: str) -> ConvGeometry:
+    padding, stride_w, stride_h, dilation_w, dilation_h = _CONV_SLOTS[opcode]
+    options = _subtable(op, _OP_OPTIONS)
+    if options is None:  # every field at its schema default
+        return ConvGeometry((0, 0), (1, 1), "SAME")
+    pad = options.scalar(padding, _U8)
+    return ConvGeometry((options.scalar(stride_h, _I32), options.scalar(stride_w, _I32)),
+                        (options.scalar(dilation_h, _I32, 1), options.scalar(dilation_w, _I32, 1)),
+                        _PADDINGS[pad] if pad < len(_PADDINGS) else f"padding_{pad}")
 
 
 def _check_indices(what: str, indices: tuple[int, ...], count: int, optional: bool = False) -> None:
@@ -169,7 +232,8 @@ def parse_graph(data) -> TfliteGraph:
         _check_indices(f"operator {i} ({codes[code]})", ins, len(tensors), optional=True)
         _check_indices(f"operator {i} ({codes[code]})", outs, len(tensors))
         adj_x = codes[code] == "BATCH_MATMUL" and _adj_x(op)
-        operators.append(TfliteOperator(i, codes[code], ins, outs, adj_x))
+        conv = _conv_geometry(op, codes[code]) if codes[code] in _CONV_SLOTS else None
+        operators.append(TfliteOperator(i, codes[code], ins, outs, adj_x, conv))
     inputs, outputs = _ints(main, _SG_INPUTS), _ints(main, _SG_OUTPUTS)
     _check_indices("the subgraph inputs", inputs, len(tensors))
     _check_indices("the subgraph outputs", outputs, len(tensors))
