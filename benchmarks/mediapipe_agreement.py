@@ -42,7 +42,9 @@ def frames(data: str, num: int, seed: int = 0) -> list[np.ndarray]:
 def at_model_size(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     from edgekit.runtime.preprocess import resize
 
-    return np.clip(np.rint(resize(frame, size)), 0, 255).astype(np.uint8)
+    # C order: mp.Image reads the buffer as packed rows and ignores numpy strides (a strided
+    # frame gives MediaPipe scrambled pixels, and chance-level agreement).
+    return np.ascontiguousarray(np.clip(np.rint(resize(frame, size)), 0, 255).astype(np.uint8))
 
 
 def compare(path: Path, rgb_frames: list[np.ndarray]) -> dict:

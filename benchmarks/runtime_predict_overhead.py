@@ -26,6 +26,16 @@ Recorded results, 2026-11-25: the same 2-core x86 container (Xeon, 4 MiB L2 per 
     run 1                   1.0%        7.3%        2.9%            -2.8%
     run 2                   1.2%        7.2%        3.0%            -1.2%
 
+2026-12-01, another 2-core container (AMD EPYC, no VNNI: int8 is slower than fp32 here), cpu
+time, threads=1, 200 pairs, one run, with the rows of edgekit's default int8 export (uint8
+pixels in, normalisation in the graph, float head):
+
+    fp32 1.0%   int8 3.2%   int8, int8 in 1.2%   int8, both float -2.1%
+    uint8 frame 0.2%   uint8 frame, prepare 1.2%   (raw fp32 8.9 ms, int8 10.1 ms, uint8 10.6-10.8 ms)
+
+"uint8 frame" feeds the same uint8 camera frame to both sides: predict passes it through with
+no float conversion. "prepare" adds ``Model.prepare(frame)``, which returns the frame itself.
+
 (Raw fp32 5.2-5.3 ms CPU / 2.9-3.0 ms wall, raw int8 3.2-3.4 ms / 1.9-2.0 ms.) Rows that give
 both sides the same input (fp32; "int8, int8 in"; "int8, both float") are within 3%; "int8"
 is not, because predict then does work the bare loop was spared. An earlier series on a
