@@ -28,26 +28,31 @@ def _tiny_model():
     return keras.Model(inp, keras.layers.Dense(10, activation="softmax", name="fc")(x))
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    """A run folder as ``edgekit train`` writes it, trained for a few seconds on the sample."""
+def train_run(folder, model, spec, architecture: str, epochs: int):
+    """Fit ``model`` on the shipped sample prepared by ``spec`` and save it in ``folder`` as
+    ``edgekit train`` writes a run (model.keras + edgekit.json)."""
     import keras
 
     from edgekit.data import load_split, make_dataset
+
+    data = load_split(SAMPLE, "train")
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    model.fit(make_dataset(data, spec, 32, training=True), epochs=epochs, verbose=0)
+    folder.mkdir()
+    model.save(folder / "model.keras")
+    (folder / "edgekit.json").write_text(json.dumps({
+        "architecture": architecture, "preprocess": spec.to_dict(), "class_names": list(data.class_names),
+        "data": {"path": str(SAMPLE), "split": "train", "fingerprint": "test"}}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A run folder as ``edgekit train`` writes it, trained for a few seconds on the sample."""
     from edgekit.runtime import PreprocessSpec
 
     spec = PreprocessSpec(size=(28, 28), channels=1)
-    data = load_split(SAMPLE, "train")
-    model = _tiny_model()
-    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
-    model.fit(make_dataset(data, spec, 32, training=True), epochs=30, verbose=0)
-    run = tmp_path_factory.mktemp("runs") / "fmnist"
-    run.mkdir()
-    model.save(run / "model.keras")
-    (run / "edgekit.json").write_text(json.dumps({
-        "architecture": "tiny", "preprocess": spec.to_dict(), "class_names": list(data.class_names),
-        "data": {"path": str(SAMPLE), "split": "train", "fingerprint": "test"}}))
-    return run
+    return train_run(tmp_path_factory.mktemp("runs") / "fmnist", _tiny_model(), spec, "tiny", epochs=30)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from test_export import SAMPLE, run_dir  # noqa: F401 - the tiny grayscale run folder fixture
+from test_export import SAMPLE, run_dir, train_run  # noqa: F401 - the tiny grayscale run folder fixture
 
 PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
 CLASS_NAMES = tuple(SAMPLE.joinpath("class_names.txt").read_text().splitlines())
@@ -28,29 +28,21 @@ CLASS_NAMES = tuple(SAMPLE.joinpath("class_names.txt").read_text().splitlines())
 
 @pytest.fixture(scope="module")
 def rgb_run(tmp_path_factory):
-    """A run folder of a small model trained on 3-channel input (the sample read as RGB)."""
+    """A run folder of a small model trained on 3-channel input (the sample read as RGB) with
+    ImageNet-style per-channel normalisation, which MediaPipe cannot express: its files take
+    raw pixels and normalise in the graph."""
     import keras
 
-    from edgekit.data import load_split, make_dataset
     from edgekit.runtime import PreprocessSpec
 
     keras.utils.set_random_seed(1)
-    spec = PreprocessSpec(size=(28, 28), channels=3, mean=(127.5,), std=(127.5,))
+    spec = PreprocessSpec(size=(28, 28), channels=3, mean=(123.68, 116.78, 103.94), std=(58.4, 57.12, 57.38))
     inp = keras.Input((28, 28, 3))
     x = keras.layers.Conv2D(16, 3, strides=2, activation="relu")(inp)
     x = keras.layers.Conv2D(32, 3, strides=2, activation="relu")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     model = keras.Model(inp, keras.layers.Dense(10, activation="softmax")(x))
-    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
-    data = load_split(SAMPLE, "train")
-    model.fit(make_dataset(data, spec, 32, training=True), epochs=20, verbose=0)
-    run = tmp_path_factory.mktemp("rgb") / "rgbnet"
-    run.mkdir()
-    model.save(run / "model.keras")
-    (run / "edgekit.json").write_text(json.dumps({
-        "architecture": "tiny-rgb", "preprocess": spec.to_dict(), "class_names": list(data.class_names),
-        "data": {"path": str(SAMPLE), "split": "train", "fingerprint": "test"}}))
-    return run
+    return train_run(tmp_path_factory.mktemp("rgb") / "rgbnet", model, spec, "tiny-rgb", epochs=20)
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from .options import ExportOptions, Format, Precision
 from .source import ExportSource, load_source
 from .targets import Target, select_targets
 from .tflite_metadata import write_standard_metadata
-from .validate import Reference, keras_reference, validate_file
+from .validate import keras_reference, validate_file
 from .writer import ExportError, FileResult, check_destinations, export_target, remove_stale_partials, write_atomic
 
 
@@ -174,8 +174,7 @@ def _form_context(base: ConversionContext, form: InputForm) -> ConversionContext
         reference = keras_reference(base.model, replace(validation, inputs=form.to_native(inputs)))
     return ConversionContext(form.wrap(base.model), base.options,
                              None if base.calibration is None else form.from_native(base.calibration),
-                             validation=replace(validation, inputs=inputs),
-                             reference=Reference(reference.outputs, reference.accuracy))
+                             validation=replace(validation, inputs=inputs), reference=reference)
 
 
 def _context(source: ExportSource, options: ExportOptions, targets: list[Target],
