@@ -155,20 +155,58 @@ def test_float_io_int8_and_nchw_onnx(run_dir, tmp_path):
     assert read_metadata(f.path).layout == "NCHW" and f.validation.agreement == 1.0
 
 
-def test_max_accuracy_drop_keeps_layers_float(run_dir, tmp_path):
-    from edgekit.export import ExportOptions, Precision, export_model
+@pytest.mark.parametrize("fmt", ["tflite", "onnx"])
+def test_accuracy_budget_keeps_layers_float(run_dir, tmp_path, fmt):
+    from edgekit.export import ExportOptions, Format, Precision, export_model
+    from edgekit.runtime import Model
 
     def int8(pp, out):
-        options = ExportOptions(precisions=(Precision.INT8,), out_dir=out, max_accuracy_drop=pp)
+        options = ExportOptions(formats=(Format(fmt),), precisions=(Precision.INT8,), out_dir=out,
+                                max_accuracy_drop=pp)
         return export_model(run_dir, options, log=lambda line: None).files[0]
 
-    loose = int8(100.0, tmp_path / "loose")
-    assert loose.notes["kept_float"] == [] and loose.notes["reached"]
-    strict = int8(0.0, tmp_path / "strict")  # keeps layers until none is left or the gap closes
-    notes = strict.notes
-    assert notes["steps"][0]["kept"] == 0 and len(notes["steps"]) == len(notes["kept_float"]) + 1
-    assert notes["reached"] or len(notes["kept_float"]) >= 5
-    assert {"size_cost_bytes", "latency_ms", "plain_int8_latency_ms"} <= set(notes)
+    loose = int8(100.0, tmp_path / "loose").notes["budget"]
+    assert loose["applied"] and loose["reached"] and loose["kept_float"] == [] and len(loose["steps"]) == 1
+    # A budget below what any int8 file reaches: layers are kept float, searched by doubling then
+    # bisection (far fewer conversions than layers), and the best file is still written.
+    tight = int8(0.0, tmp_path / "tight")
+    notes = tight.notes["budget"]
+    reference, plain = notes["reference_percent"], notes["plain_percent"]
+    assert notes["steps"][0] == {"kept": 0, "percent": plain}
+    if plain < reference:  # the tiny model loses something in int8: the search ran
+        assert len(notes["steps"]) > 1 and notes["percent"] >= plain
+        assert notes["kept_float"] and notes["latency_ms"] is not None and notes["plain_latency_ms"] is not None
+        assert notes["percent"] == pytest.approx(100 * tight.validation.accuracy, abs=1e-3)
+        assert isinstance(notes["size_cost_bytes"], int) and notes["plain_size_bytes"] > 0
+    assert notes["reached"] == (reference - notes["percent"] <= 0)
+    assert Model(tight.path).predict  # written and loadable either way
+    off = int8(None, tmp_path / "off").notes["budget"]
+    assert off == {"applied": False, "why": "--max-accuracy-drop none"}
+
+
+def test_budget_search_is_logarithmic():
+    from edgekit.export.budget import enforce, smallest_fitting
+
+    calls = []
+
+    def fits(k):
+        calls.append(k)
+        return k >= 37
+
+    assert smallest_fitting(200, fits) == 37 and len(calls) <= 2 * 8 + 1
+    assert smallest_fitting(10, lambda k: False) is None
+    assert smallest_fitting(0, lambda k: True) is None
+    assert smallest_fitting(5, lambda k: True) == 1
+    # enforce: scores rise as layers are kept float; the smallest k within 1 pp of 90% is 3.
+    ranked = [f"layer{i}" for i in range(20)]
+    model, outcome = enforce(1.0, "accuracy", 90.0, b"plain", score=lambda m: 86.0 if m == b"plain" else 86.0 + len(m),
+                             ranking=lambda: ranked, build=lambda kept: b"x" * len(kept))
+    assert model == b"xxx" and outcome.kept_float == ranked[:3] and outcome.reached
+    assert outcome.size_cost_bytes == 3 - 5 and outcome.drop_pp == 1.0
+    # Never within: the best-scoring file tried is kept, and the miss is reported.
+    model, outcome = enforce(1.0, "accuracy", 90.0, b"plain", score=lambda m: 80.0 + (len(m) == 2),
+                             ranking=lambda: ranked, build=lambda kept: b"x" * len(kept))
+    assert model == b"xx" and not outcome.reached and "NOT within" in outcome.summary()
 
 
 def test_bare_keras_file_defaults_and_int8_needs_data(run_dir, tmp_path):

@@ -52,15 +52,20 @@ _COLORS = ["rgb", "native"]
 @click.option("--num-validation", type=click.IntRange(1), default=1000, show_default=True,
               help="Held-out images each file is checked on.")
 @click.option("--report", is_flag=True, help="Per-layer int8 quantization error table (TFLite) to OUT/<name>_int8_report.csv.")
-@click.option("--max-accuracy-drop", type=click.FloatRange(0), default=None, metavar="PP",
-              help="Keep the most sensitive layers float until TFLite int8 is within PP percentage points.")
+@click.option("--max-accuracy-drop", default=None, metavar="PP|none",
+              help="int8 accuracy budget: when an int8 file (TFLite, ONNX, ORT) loses more than PP percentage "
+                   "points of accuracy against the Keras model on the validation images (top-1 agreement "
+                   "without labels), keep its most sensitive layers float until it fits; none: no budget  "
+                   "[default: 0.5]")
+@click.option("--strict", is_flag=True, help="Exit 1 when an int8 file still misses the accuracy budget "
+              "(it is written either way, with the miss in the report).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Output folder  [default: the run folder or the .keras file's folder]")
 @click.option("--force", is_flag=True, help="Overwrite existing files.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 def export_command(model: Path, formats: str, precisions: str, calibration, num_calibration,
                    calibration_method: str, io: str, input_color: str, embedding: bool, float_io: bool, int8_head: str, nchw: bool, onnx_quant_format, onnx_activation_type,
-                   num_validation: int, report: bool, max_accuracy_drop, out_dir, force: bool, as_json: bool) -> int:
+                   num_validation: int, report: bool, max_accuracy_drop, strict: bool, out_dir, force: bool, as_json: bool) -> int:
     """Export MODEL (a run folder or a .keras file) to TFLite, ONNX and/or ORT, validated.
 
     Every file carries edgekit metadata (and, for .tflite, the standard TFLite Model Metadata
@@ -70,9 +75,11 @@ def export_command(model: Path, formats: str, precisions: str, calibration, num_
     inside the file), and raw uint8 pixels for int8 TFLite (see --io, --input-color).
     """
     quiet_tensorflow()
+    if max_accuracy_drop is not None and embedding:
+        raise CliError("--max-accuracy-drop needs class scores; an --embedding file has none")
     with stdout_to_stderr(as_json):
-        from ..export import (ActivationType, CalibrationMethod, ExportOptions, Format, OnnxQuantFormat,
-                              Precision, export_model, parse_choices)
+        from ..export import (DEFAULT_MAX_DROP_PP, ActivationType, CalibrationMethod, ExportOptions, Format,
+                              OnnxQuantFormat, Precision, export_model, parse_choices)
 
         options = run_checked(lambda: ExportOptions(
             formats=parse_choices(formats, Format, "--format"),
@@ -82,7 +89,8 @@ def export_command(model: Path, formats: str, precisions: str, calibration, num_
             int8_head=int8_head, nchw=nchw,
             onnx_quant_format=OnnxQuantFormat(onnx_quant_format) if onnx_quant_format else None,
             onnx_activation_type=ActivationType(onnx_activation_type) if onnx_activation_type else None,
-            num_validation=num_validation, force=force, report=report, max_accuracy_drop=max_accuracy_drop))
+            num_validation=num_validation, force=force, report=report,
+            max_accuracy_drop=DEFAULT_MAX_DROP_PP if max_accuracy_drop is None else max_accuracy_drop))
         try:
             result = run_checked(export_model, model, options)
         except RuntimeError as exc:  # converter failures (TF's ConverterError is a RuntimeError)
@@ -97,7 +105,11 @@ def export_command(model: Path, formats: str, precisions: str, calibration, num_
             if f.error:
                 click.echo(f"edgekit: error: {f.error}", err=True)
         return 1
-    return 0
+    missed = [f for f in result.files if f.notes.get("budget", {}).get("reached") is False]
+    for f in missed:
+        click.echo(f"edgekit: {'error' if strict else 'warning'}: {f.path.name}: {f.notes['budget']['summary']}",
+                   err=True)
+    return 1 if strict and missed else 0
 
 
 def _pct(value) -> str:
@@ -121,13 +133,8 @@ def _print(result) -> None:
             n = f.notes
             click.echo(f"{f.target.format.value} int8: {n['quant_format']} with {n['activation_type']} "
                        f"activations ({n['why']})")
-        if f.target.key == "tflite/int8" and "kept_float" in f.notes:
-            n = f.notes
-            state = "within" if n["reached"] else "NOT within"
-            click.echo(f"tflite int8: kept {len(n['kept_float'])} layer(s) float, {state} "
-                       f"{n['max_accuracy_drop_pp']} pp of {n['reference_percent']}% ({n['metric']}); "
-                       f"size +{n['size_cost_bytes']} bytes, latency {n['plain_int8_latency_ms']:.3f} -> "
-                       f"{n['latency_ms']:.3f} ms: {', '.join(k.split(';')[0] for k in n['kept_float']) or 'none'}")
+        if f.notes.get("budget", {}).get("applied"):
+            click.echo(f"{f.target.format.value} {f.notes['budget']['summary']}")
     if result.sensitivity_table:
         click.echo(f"per-layer int8 error, worst first (full table: {result.sensitivity_csv}):")
         click.echo(result.sensitivity_table)

@@ -127,14 +127,12 @@ def export_model(model: str | Path, options: ExportOptions = ExportOptions(),
 def _check_options(options: ExportOptions, targets: list[Target]) -> None:
     """Options that no requested file can take: one-line errors before any work."""
     wants_int8_tflite = any(t.key == "tflite/int8" for t in targets)
-    if (options.report or options.max_accuracy_drop is not None) and not wants_int8_tflite:
-        raise ExportError("--report and --max-accuracy-drop apply to tflite int8; add tflite to --format and int8 to --quantize")
+    if options.report and not wants_int8_tflite:
+        raise ExportError("--report applies to tflite int8; add tflite to --format and int8 to --quantize")
     if (options.io is not IoType.AUTO or options.float_io) and not wants_int8_tflite:
         kinds = ", ".join(t.key for t in targets)
         raise ExportError(f"--io {options.int8_io.value} sets the input/output types of tflite int8 files; "
                           f"this export writes {kinds}, whose inputs are float (add tflite to --format and int8 to --quantize)")
-    if options.embedding and options.max_accuracy_drop is not None:
-        raise ExportError("--max-accuracy-drop needs class scores; an --embedding file has none")
 
 
 def _embedding(source: ExportSource):

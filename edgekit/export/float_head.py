@@ -25,9 +25,10 @@ from .tflite_convert import calibrated_model, quantize_calibrated
 DENYLIST_OPS = ("FULLY_CONNECTED", "SOFTMAX")
 
 
-def convert_float_head(ctx: ConversionContext) -> bytes:
+def convert_float_head(ctx: ConversionContext, float_nodes: list[str] | None = None) -> bytes:
+    """The float-head int8 model; ``float_nodes``: more tensors kept float (the accuracy budget)."""
     quantized = quantize_calibrated(ctx, calibrated_model(ctx), float_output=True,
-                                    denylisted_ops=list(DENYLIST_OPS))
+                                    denylisted_ops=list(DENYLIST_OPS), denylisted_nodes=float_nodes)
     model, count = hybridize_fully_connected(quantized)
     ctx.notes.setdefault("tflite/int8", {}).update({
         "float_head": True, "hybrid_fully_connected": count,

@@ -72,6 +72,9 @@ class _Reader:
     def rewind(self) -> None:
         self._it = None
 
+    def __iter__(self) -> Iterator[dict]:  # qdq_loss_debug.collect_activations iterates the reader
+        return iter(self._feeds())
+
     def _feeds(self) -> Iterator[dict]:
         for x in self.batches:
             x = x[None].astype(np.float32)
@@ -94,6 +97,8 @@ def int8_graph(ctx: ConversionContext) -> bytes:
 
 
 def _quantize_int8(ctx: ConversionContext) -> bytes:
+    from . import budget, onnx_sensitivity
+
     opts = ctx.options
     auto = default_onnx_quant()
     fmt = opts.onnx_quant_format or auto.quant_format
@@ -103,15 +108,20 @@ def _quantize_int8(ctx: ConversionContext) -> bytes:
         "quant_format": fmt.value, "activation_type": act.value, "weight_type": "int8", "per_channel": True,
         "calibration_method": method.value, "calibration_method_why": method_why,
         "float_head": opts.int8_head == "float",
-        "why": _why(opts.onnx_quant_format,
-                                                                          opts.onnx_activation_type, auto.reason),
+        "why": _why(opts.onnx_quant_format, opts.onnx_activation_type, auto.reason),
     }
-    data = quantize(ctx, fmt, act, method)
-    if opts.int8_head == "float":
-        data, notes["int8_weight_float_nodes"] = int8_weights_for_float_head(data)
-    data, removed = compact(data)
-    notes["compacted"] = asdict(removed)
-    return data
+
+    def build(kept: list[str]) -> bytes:
+        data = quantize(ctx, fmt, act, method, exclude=kept)
+        if opts.int8_head == "float":
+            data, notes["int8_weight_float_nodes"] = int8_weights_for_float_head(data)
+        data, removed = compact(data)
+        notes["compacted"] = asdict(removed)
+        return data
+
+    layout = "NCHW" if opts.nchw else "NHWC"
+    return budget.apply(ctx, "onnx/int8", build([]), ".onnx", build=build, layout=layout,
+                        ranking=lambda: onnx_sensitivity.ranked_nodes(ctx, act, method))
 
 
 def _why(fmt: OnnxQuantFormat | None, act: ActivationType | None, default_reason: str) -> str:
@@ -154,26 +164,37 @@ def choose_calibration_method(ctx: ConversionContext) -> tuple[CalibrationMethod
                                       f"(> {HISTOGRAM_BUDGET_BYTES >> 30} GiB); pass --calibration-method to force")
 
 
-def quantize(ctx: ConversionContext, fmt: OnnxQuantFormat, act: ActivationType,
-             method: CalibrationMethod = CalibrationMethod.MINMAX) -> bytes:
-    """onnxruntime's static quantization of the float graph, as its quantizer writes it."""
-    from onnxruntime import quantization as q
+def pre_processed(ctx: ConversionContext) -> Path:
+    """The float graph after ``quant_pre_process`` (what the quantizer and the budget's ranking read)."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     work = ctx.workdir
-    (work / "float.onnx").write_bytes(ctx.onnx_float)
-    # sympy (needed for symbolic shape inference) is not an edgekit dependency; shapes here
-    # are static apart from the batch, which onnx's own shape inference handles.
-    quant_pre_process(str(work / "float.onnx"), str(work / "pre.onnx"), skip_symbolic_shape=True)
+    if not (work / "pre.onnx").exists():
+        (work / "float.onnx").write_bytes(ctx.onnx_float)
+        # sympy (needed for symbolic shape inference) is not an edgekit dependency; shapes here
+        # are static apart from the batch, which onnx's own shape inference handles.
+        quant_pre_process(str(work / "float.onnx"), str(work / "pre.onnx"), skip_symbolic_shape=True)
+    return work / "pre.onnx"
+
+
+def quantize(ctx: ConversionContext, fmt: OnnxQuantFormat, act: ActivationType,
+             method: CalibrationMethod = CalibrationMethod.MINMAX, exclude=(), calibration=None) -> bytes:
+    """onnxruntime's static quantization of the float graph, as its quantizer writes it;
+    ``exclude``: more nodes left float (the accuracy budget's); ``calibration``: other images."""
+    from onnxruntime import quantization as q
+
+    pre = pre_processed(ctx)
+    out = ctx.workdir / "int8.onnx"
+    images = ctx.require_calibration() if calibration is None else calibration
     q.quantize_static(
-        str(work / "pre.onnx"), str(work / "int8.onnx"), _Reader(ctx.require_calibration(), ctx.options.nchw),
+        str(pre), str(out), _Reader(images, ctx.options.nchw),
         quant_format=q.QuantFormat.QDQ if fmt is OnnxQuantFormat.QDQ else q.QuantFormat.QOperator,
         activation_type=q.QuantType.QInt8 if act is ActivationType.INT8 else q.QuantType.QUInt8,
         weight_type=q.QuantType.QInt8, per_channel=True,
         calibrate_method=getattr(q.CalibrationMethod, _METHODS[method]),
-        nodes_to_exclude=float_nodes(work / "pre.onnx", ctx.options.int8_head == "float", has_adapter(ctx.model)),
+        nodes_to_exclude=float_nodes(pre, ctx.options.int8_head == "float", has_adapter(ctx.model)) + list(exclude),
     )
-    return (work / "int8.onnx").read_bytes()
+    return out.read_bytes()
 
 
 def has_adapter(model) -> bool:

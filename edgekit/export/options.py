@@ -6,6 +6,7 @@ converters only ever see the typed values.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import TypeVar
 
 from edgekit.runtime.spec import PreprocessSpec
 
+from .budget import DEFAULT_MAX_DROP_PP
 from .inputs import InputColor, IoType
 
 
@@ -75,6 +77,19 @@ def parse_choices(text: str | list | tuple, enum: type[E], option: str) -> tuple
     return tuple(dict.fromkeys(parsed))
 
 
+def parse_budget(value) -> float | None:
+    """``--max-accuracy-drop``: a number of percentage points >= 0, or none (no budget)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not (math.isfinite(number) and number >= 0):
+        raise ValueError(f"--max-accuracy-drop got {value!r}; expected percentage points >= 0 (e.g. 0.5) or none")
+    return number
+
+
 @dataclass(frozen=True)
 class ExportOptions:
     """Everything ``export_model`` needs besides the model; defaults match the CLI's."""
@@ -98,7 +113,9 @@ class ExportOptions:
     num_validation: int = 1000
     force: bool = False
     report: bool = False  # per-layer int8 sensitivity CSV (TFLite)
-    max_accuracy_drop: float | None = None  # percentage points; keep sensitive layers float
+    # int8 files: percentage points of accuracy (top-1 agreement without labels) they may lose
+    # against Keras before the most sensitive layers are kept float; None: no budget.
+    max_accuracy_drop: float | None = DEFAULT_MAX_DROP_PP
     preprocess: PreprocessSpec | None = None  # for a bare .keras file
 
     def __post_init__(self) -> None:
@@ -112,8 +129,7 @@ class ExportOptions:
             raise ValueError(f"--float-io and --io {self.io.value} contradict each other; use --io float")
         if self.int8_head not in ("float", "int8"):
             raise ValueError(f"int8_head got {self.int8_head!r}; expected float or int8")
-        if self.max_accuracy_drop is not None and not self.max_accuracy_drop >= 0:
-            raise ValueError(f"max_accuracy_drop got {self.max_accuracy_drop!r}; expected a number >= 0")
+        object.__setattr__(self, "max_accuracy_drop", parse_budget(self.max_accuracy_drop))
 
     @property
     def int8_io(self) -> IoType:

@@ -6,26 +6,20 @@ quantized op output, the error of the int8 tensor. Layers are ranked by RMSE / s
 error in units of the quantization step: about 0.29 is the rounding floor, much more means the
 range is badly served by 8 bits), worst first.
 
-``selective_int8`` keeps the worst layers in float one at a time (the debugger's
-``denylisted_nodes``) until the file is within ``max_accuracy_drop`` percentage points of the
-Keras model on the validation data.
+``ranked_tensors`` is the order in which the accuracy budget (``edgekit.export.budget``) keeps
+layers float (the converter's ``denylisted_nodes``).
 """
 
 from __future__ import annotations
 
 import csv
-import warnings
 import io
 import math
-import time
+import warnings
 from dataclasses import asdict, dataclass
-from pathlib import Path
-
-import numpy as np
 
 from .context import ConversionContext
-from .tflite_convert import int8_converter, quantize_calibrated, representative_dataset
-from .validate import compare, run_file
+from .tflite_convert import int8_converter, representative_dataset
 
 DEBUG_SAMPLES = 100  # calibration samples the debugger compares float and int8 on
 CSV_COLUMNS = ("rank", "op_name", "tensor_name", "rmse_over_scale", "rmse", "max_abs_error", "mean_error",
@@ -100,63 +94,10 @@ def format_table(layers: list[LayerError], top: int = 10) -> str:
     return "\n".join(lines)
 
 
-def _quantize(ctx: ConversionContext, denylist: list[str]) -> bytes:
-    # The public debugger quantizes with float I/O only; mlir_quantize (what it calls) takes
-    # the I/O types too, so the selective file keeps the I/O of a plain int8 export.
-    return quantize_calibrated(ctx, _debugger(ctx).calibrated_model, denylisted_nodes=denylist)
+def ranked_tensors(ctx: ConversionContext) -> list[str]:
+    """Output tensor names of the quantized ops, most sensitive first, without those the export
+    keeps float anyway (the float head's fully connected and softmax ops)."""
+    from .float_head import DENYLIST_OPS
 
-
-def _score(ctx: ConversionContext, model: bytes) -> tuple[float, Path]:
-    """Accuracy in percent (agreement with Keras when labels are unknown) of ``model``."""
-    path = ctx.workdir / "probe.tflite"
-    path.write_bytes(model)
-    v = compare(run_file(path, ctx.validation), ctx.validation, ctx.reference)
-    return 100 * (v.accuracy if v.accuracy is not None else v.agreement), path
-
-
-def _latency_ms(model: bytes, ctx: ConversionContext, runs: int = 30) -> float:
-    from edgekit.runtime import Model
-
-    path = ctx.workdir / "latency.tflite"
-    path.write_bytes(model)
-    m = Model(path, threads=1)
-    x = ctx.validation.inputs[:1]
-    m.predict(x)
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        m.predict(x)
-        times.append(time.perf_counter() - t)
-    return 1000 * float(np.median(times))
-
-
-def selective_int8(ctx: ConversionContext) -> bytes:
-    """int8 TFLite with the most sensitive layers kept float until within max_accuracy_drop."""
-    limit = float(ctx.options.max_accuracy_drop)
-    ref = ctx.reference.accuracy
-    ref_score = 100.0 if ref is None else 100 * ref
-    layers = layer_errors(ctx)
-    kept: list[str] = []
-    plain = model = _quantize(ctx, kept)
-    score, _ = _score(ctx, model)
-    steps = [{"kept": 0, "score": round(score, 2)}]
-    for layer in layers:
-        if ref_score - score <= limit:
-            break
-        kept.append(layer.tensor_name)
-        model = _quantize(ctx, kept)
-        score, _ = _score(ctx, model)
-        steps.append({"kept": len(kept), "layer": layer.tensor_name, "score": round(score, 2)})
-    ctx.notes.setdefault("tflite/int8", {}).update({
-        "max_accuracy_drop_pp": limit,
-        "metric": "accuracy" if ref is not None else "top-1 agreement with Keras",
-        "reference_percent": round(ref_score, 2),
-        "reached": ref_score - score <= limit,
-        "kept_float": kept,
-        "steps": steps,
-        "plain_int8_size_bytes": len(plain),
-        "size_cost_bytes": len(model) - len(plain),
-        "plain_int8_latency_ms": round(_latency_ms(plain, ctx), 4),
-        "latency_ms": round(_latency_ms(model, ctx), 4),
-    })
-    return model
+    skip = set(DENYLIST_OPS) if ctx.options.int8_head == "float" else set()
+    return [layer.tensor_name for layer in layer_errors(ctx) if layer.op_name not in skip]

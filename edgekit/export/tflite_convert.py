@@ -123,17 +123,22 @@ def set_input_range(calibrated: bytes, low: float, high: float) -> bytes:
 
 
 def convert_int8(ctx: ConversionContext) -> bytes:
+    from . import budget, sensitivity
+
     io = ctx.options.int8_io
     ctx.notes["tflite/int8"] = {"io": {IoType.FLOAT: "float32", IoType.INT8: "int8",
                                        IoType.UINT8: "uint8 pixels in"}[io],
                                 "calibration_method": "minmax (TFLite's only method)",
                                 "per_channel": True}
-    if ctx.options.max_accuracy_drop is not None:
-        from .sensitivity import selective_int8
+    build = _int8_builder(ctx)
+    return budget.apply(ctx, "tflite/int8", build([]), ".tflite", build=build,
+                        ranking=lambda: sensitivity.ranked_tensors(ctx))
 
-        return selective_int8(ctx)
+
+def _int8_builder(ctx: ConversionContext):
+    """``kept`` (tensor names kept float) -> int8 model bytes, with the export's head choice."""
     if ctx.options.int8_head == "float":
         from .float_head import convert_float_head
 
-        return convert_float_head(ctx)
-    return quantize_calibrated(ctx, calibrated_model(ctx))
+        return lambda kept: convert_float_head(ctx, kept)
+    return lambda kept: quantize_calibrated(ctx, calibrated_model(ctx), denylisted_nodes=kept)

@@ -1,0 +1,177 @@
+"""The int8 accuracy budget: measure what quantization costs, and keep layers float until it fits.
+
+Every int8 file (TFLite, ONNX, and the .ort made from the ONNX graph) is scored on the export's
+validation images against the Keras model: accuracy when the images have labels, top-1
+agreement with Keras when they do not. When the drop exceeds ``ExportOptions.max_accuracy_drop``
+(percentage points, default ``DEFAULT_MAX_DROP_PP``; None turns the budget off), the layers
+are ranked most sensitive first (per format: TFLite's QuantizationDebugger,
+``edgekit.export.sensitivity``; onnxruntime's activation SQNR, ``edgekit.export.onnx_sensitivity``)
+and the first ``k`` are kept in float. ``k`` is found by doubling and then bisection, so a
+network of ``n`` layers costs about ``2 log2 n`` conversions, not ``n`` (selective
+quantization as in TFLite's debugger guide:
+https://ai.google.dev/edge/litert/models/quantization_debugger#selective_quantization).
+
+A file that no tried ``k`` brings within the budget is still written (the best-scoring one);
+the miss is in the report, and ``edgekit export --strict`` turns it into a non-zero exit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+DEFAULT_MAX_DROP_PP = 0.5
+LATENCY_MIN_TIME_S = 0.3  # per file, 1 thread: enough for a size-and-latency cost line
+
+
+@dataclass
+class BudgetOutcome:
+    """What the budget did to one int8 file (stored in the file's export notes as ``budget``)."""
+
+    max_drop_pp: float
+    metric: str  # "accuracy" or "top-1 agreement with Keras"
+    reference_percent: float  # the Keras model on the validation images
+    plain_percent: float  # the int8 file before any layer was kept float
+    percent: float  # the file written
+    reached: bool
+    kept_float: list[str] = field(default_factory=list)
+    steps: list[dict] = field(default_factory=list)  # {"kept": k, "percent": score}, in the order tried
+    plain_size_bytes: int = 0
+    size_cost_bytes: int = 0
+    plain_latency_ms: float | None = None  # 1 thread, median; only measured when layers were kept
+    latency_ms: float | None = None
+
+    @property
+    def drop_pp(self) -> float:
+        return round(self.reference_percent - self.percent, 4)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "drop_pp": self.drop_pp}
+
+    def summary(self) -> str:
+        state = "within" if self.reached else "NOT within"
+        line = (f"int8 {self.metric} {self.percent:.2f}% vs Keras {self.reference_percent:.2f}% "
+                f"(drop {self.drop_pp:.2f} pp), {state} the {self.max_drop_pp:g} pp budget")
+        if not self.kept_float:
+            return line
+        cost = f"; size +{self.size_cost_bytes / 1024:.1f} KiB"
+        if self.latency_ms is not None and self.plain_latency_ms is not None:
+            cost += f", latency {self.plain_latency_ms:.3f} -> {self.latency_ms:.3f} ms (1 thread)"
+        names = ", ".join(short_name(k) for k in self.kept_float[:6])
+        more = f" and {len(self.kept_float) - 6} more" if len(self.kept_float) > 6 else ""
+        return (f"{line}, {len(self.kept_float)} layer(s) kept float (plain int8: "
+                f"{self.plain_percent:.2f}%){cost}: {names}{more}")
+
+
+def short_name(tensor: str) -> str:
+    """A readable layer name from a converter's tensor name (TFLite joins fused names with ';')."""
+    return tensor.split(";")[0]
+
+
+Score = Callable[[bytes], float]
+Build = Callable[[list[str]], bytes]
+
+
+def enforce(limit: float, metric: str, reference: float, plain: bytes, score: Score,
+            ranking: Callable[[], list[str]], build: Build,
+            latency: Callable[[bytes], float] | None = None) -> tuple[bytes, BudgetOutcome]:
+    """The int8 model to write and what the budget did: ``plain`` when it is within ``limit``
+    percentage points of ``reference``, else ``build(ranked[:k])`` for the smallest ``k`` found
+    to fit (or the best-scoring one tried when none fits)."""
+    plain_score = score(plain)
+    outcome = BudgetOutcome(limit, metric, round(reference, 4), round(plain_score, 4), round(plain_score, 4),
+                            reached=reference - plain_score <= limit, plain_size_bytes=len(plain),
+                            steps=[{"kept": 0, "percent": round(plain_score, 4)}])
+    if outcome.reached:
+        return plain, outcome
+    ranked = ranking()
+    tried: dict[int, tuple[float, bytes]] = {0: (plain_score, plain)}
+
+    def fits(k: int) -> bool:
+        if k not in tried:
+            model = build(ranked[:k])
+            tried[k] = (score(model), model)
+            outcome.steps.append({"kept": k, "percent": round(tried[k][0], 4)})
+        return reference - tried[k][0] <= limit
+
+    k = smallest_fitting(len(ranked), fits)
+    if k is None:  # the best tried, fewest float layers on ties
+        k = max(tried, key=lambda n: (tried[n][0], -n))
+    best_score, model = tried[k]
+    outcome.kept_float, outcome.percent = list(ranked[:k]), round(best_score, 4)
+    outcome.reached = reference - best_score <= limit
+    outcome.size_cost_bytes = len(model) - len(plain)
+    if k and latency is not None:
+        outcome.plain_latency_ms, outcome.latency_ms = round(latency(plain), 4), round(latency(model), 4)
+    return model, outcome
+
+
+def smallest_fitting(n: int, fits: Callable[[int], bool]) -> int | None:
+    """The smallest ``k`` in 1..n with ``fits(k)``, assuming fits is monotone (more float layers
+    do not hurt): doubling from 1, then bisection. None when even ``n`` does not fit."""
+    low, k = 0, 1  # fits(low) is known False
+    while k < n and not fits(k):
+        low, k = k, 2 * k
+    high = min(k, n)
+    if high <= low or not fits(high):
+        return None
+    while high - low > 1:
+        mid = (low + high) // 2
+        if fits(mid):
+            high = mid
+        else:
+            low = mid
+    return high
+
+
+def reference_score(ctx) -> tuple[str, float]:
+    """(metric, Keras percent) on the context's validation images."""
+    acc = ctx.reference.accuracy
+    return ("accuracy", 100 * acc) if acc is not None else ("top-1 agreement with Keras", 100.0)
+
+
+def file_score(ctx, data: bytes, suffix: str, layout: str = "NHWC") -> float:
+    """Percent accuracy (or top-1 agreement with Keras without labels) of a model's bytes."""
+    from .validate import compare, run_file
+
+    path = Path(ctx.workdir) / f"budget_probe{suffix}"
+    path.write_bytes(data)
+    v = compare(run_file(path, ctx.validation, layout), ctx.validation, ctx.reference)
+    return 100 * (v.accuracy if v.accuracy is not None else v.agreement)
+
+
+def file_latency_ms(ctx, data: bytes, suffix: str, layout: str = "NHWC") -> float:
+    """Median milliseconds of one image at 1 thread (``edgekit.profile``'s timing loop)."""
+    import numpy as np
+
+    from edgekit.profile.latency import TimingPlan, measure
+    from edgekit.runtime import Model
+
+    path = Path(ctx.workdir) / f"budget_latency{suffix}"
+    path.write_bytes(data)
+    model = Model(path, threads=1)
+    x = ctx.validation.inputs[:1]
+    x = np.ascontiguousarray(x.transpose(0, 3, 1, 2) if layout == "NCHW" else x)
+    _, stats = measure(lambda: model.predict(x), TimingPlan(warmup=3, min_time_s=LATENCY_MIN_TIME_S))
+    return stats.p50
+
+
+def apply(ctx, key: str, plain: bytes, suffix: str, ranking: Callable[[], list[str]], build: Build,
+          layout: str = "NHWC") -> bytes:
+    """``enforce`` with the context's options, scores and notes; returns the bytes to write."""
+    limit = ctx.options.max_accuracy_drop
+    notes = ctx.notes.setdefault(key, {})
+    if limit is None:
+        notes["budget"] = {"applied": False, "why": "--max-accuracy-drop none"}
+        return plain
+    if ctx.options.embedding or ctx.reference is None:
+        notes["budget"] = {"applied": False, "why": "an embedding has no class scores to compare"}
+        return plain
+    metric, reference = reference_score(ctx)
+    model, outcome = enforce(
+        float(limit), metric, reference, plain,
+        score=lambda data: file_score(ctx, data, suffix, layout), ranking=ranking, build=build,
+        latency=lambda data: file_latency_ms(ctx, data, suffix, layout))
+    notes["budget"] = {"applied": True, **outcome.to_dict(), "summary": outcome.summary()}
+    return model
