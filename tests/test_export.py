@@ -242,19 +242,21 @@ def test_choices_and_unsupported_pairs():
     assert [t.key for t in targets] == ["tflite/fp16"] and skipped[0][0] == "onnx/fp16"
 
 
-@pytest.mark.parametrize("machine, flags, want", [
-    ("x86_64", "fpu sse avx2 fma", ("qoperator", "uint8")),
-    ("x86_64", "avx2 avx512f avx512_vnni", ("qoperator", "uint8")),  # see benchmarks/results/export_latency_mnv2_224.md
-    ("x86_64", "avx2 avx_vnni", ("qoperator", "uint8")),
-    ("aarch64", "fp asimd asimddp", ("qdq", "int8")),
+@pytest.mark.parametrize("machine, flags, want, reduce_range", [
+    # onnxruntime's guidance: 7-bit weights where AVX2's uint8 x int8 multiply-add saturates.
+    ("x86_64", "fpu sse avx2 fma", ("qoperator", "uint8"), True),
+    ("x86_64", "avx2 avx512f avx512_vnni", ("qoperator", "uint8"), False),  # see benchmarks/results/export_latency_mnv2_224.md
+    ("x86_64", "avx2 avx_vnni", ("qoperator", "uint8"), False),
+    ("aarch64", "fp asimd asimddp", ("qdq", "int8"), False),
 ])
-def test_default_onnx_quant_from_cpu(machine, flags, want):
+def test_default_onnx_quant_from_cpu(machine, flags, want, reduce_range):
     from edgekit.export import default_onnx_quant
     from edgekit.export.cpu import cpu_flags
 
     parsed = cpu_flags(f"processor\t: 0\nflags\t\t: {flags}\n")
     choice = default_onnx_quant(machine, parsed)
     assert (choice.quant_format.value, choice.activation_type.value) == want
+    assert choice.reduce_range == reduce_range and ("reduce_range" in choice.reason) == reduce_range
     assert machine in choice.reason or "VNNI" in choice.reason or "vnni" in choice.reason
     assert choice.reason.lower().startswith(f"{want[0]}, {want[1]} activations")  # the report says what and why
 

@@ -31,6 +31,9 @@ class OnnxQuantChoice:
     quant_format: OnnxQuantFormat
     activation_type: ActivationType
     reason: str
+    # 7-bit weights: without VNNI, AVX2's vpmaddubsw adds two uint8 x int8 products into a
+    # saturating int16, which full-range weights overflow (onnxruntime's quantization guide).
+    reduce_range: bool = False
 
 
 def cpu_flags(cpuinfo: str | None = None) -> set[str]:
@@ -57,10 +60,12 @@ def default_onnx_quant(machine: str | None = None, flags: set[str] | None = None
             measured = (f"x86 CPU with {', '.join(vnni)}: VNNI multiplies uint8 activations by int8 weights; "
                         "on MobileNetV2 1.0/224 QOperator uint8 ran at about 0.55x of fp32 latency, QDQ int8 "
                         "at 0.9x (partly left float) and QOperator int8 4-5x slower")
-        else:
-            measured = (f"x86 CPU ({machine}) without VNNI: QOperator with uint8 activations ran at 0.80x of "
-                        "fp32 latency while QDQ int8/int8 ran 1.31x slower")
+            return OnnxQuantChoice(OnnxQuantFormat.QOPERATOR, ActivationType.UINT8,
+                                   f"QOperator, uint8 activations: {measured}")
+        measured = (f"x86 CPU ({machine}) without VNNI: QOperator with uint8 activations ran at 0.80x of "
+                    "fp32 latency while QDQ int8/int8 ran 1.31x slower; 7-bit weights (reduce_range) because "
+                    "AVX2's uint8 x int8 multiply-add saturates 16-bit sums with full-range weights")
         return OnnxQuantChoice(OnnxQuantFormat.QOPERATOR, ActivationType.UINT8,
-                               f"QOperator, uint8 activations: {measured}")
+                               f"QOperator, uint8 activations: {measured}", reduce_range=True)
     return OnnxQuantChoice(OnnxQuantFormat.QDQ, ActivationType.INT8,
                            f"QDQ, int8 activations: {machine} CPU, onnxruntime's recommended ARM format")

@@ -111,8 +111,12 @@ def _quantize_int8(ctx: ConversionContext) -> bytes:
         "why": _why(opts.onnx_quant_format, opts.onnx_activation_type, auto.reason),
     }
 
+    # 7-bit weights only where the CPU's uint8 x int8 kernel saturates and the flavour is its own.
+    reduce_range = auto.reduce_range and act is ActivationType.UINT8
+    notes["reduce_range"] = reduce_range
+
     def build(kept: list[str]) -> bytes:
-        data = quantize(ctx, fmt, act, method, exclude=kept)
+        data = quantize(ctx, fmt, act, method, exclude=kept, reduce_range=reduce_range)
         if opts.int8_head == "float":
             data, notes["int8_weight_float_nodes"] = int8_weights_for_float_head(data)
         data, removed = compact(data)
@@ -121,7 +125,7 @@ def _quantize_int8(ctx: ConversionContext) -> bytes:
 
     layout = "NCHW" if opts.nchw else "NHWC"
     return budget.apply(ctx, "onnx/int8", build([]), ".onnx", build=build, layout=layout,
-                        ranking=lambda: onnx_sensitivity.ranked_nodes(ctx, act, method))
+                        ranking=lambda: onnx_sensitivity.ranked_nodes(ctx, act, method, reduce_range))
 
 
 def _why(fmt: OnnxQuantFormat | None, act: ActivationType | None, default_reason: str) -> str:
@@ -178,7 +182,8 @@ def pre_processed(ctx: ConversionContext) -> Path:
 
 
 def quantize(ctx: ConversionContext, fmt: OnnxQuantFormat, act: ActivationType,
-             method: CalibrationMethod = CalibrationMethod.MINMAX, exclude=(), calibration=None) -> bytes:
+             method: CalibrationMethod = CalibrationMethod.MINMAX, exclude=(), calibration=None,
+             reduce_range: bool = False) -> bytes:
     """onnxruntime's static quantization of the float graph, as its quantizer writes it;
     ``exclude``: more nodes left float (the accuracy budget's); ``calibration``: other images."""
     from onnxruntime import quantization as q
@@ -190,7 +195,7 @@ def quantize(ctx: ConversionContext, fmt: OnnxQuantFormat, act: ActivationType,
         str(pre), str(out), _Reader(images, ctx.options.nchw),
         quant_format=q.QuantFormat.QDQ if fmt is OnnxQuantFormat.QDQ else q.QuantFormat.QOperator,
         activation_type=q.QuantType.QInt8 if act is ActivationType.INT8 else q.QuantType.QUInt8,
-        weight_type=q.QuantType.QInt8, per_channel=True,
+        weight_type=q.QuantType.QInt8, per_channel=True, reduce_range=reduce_range,
         calibrate_method=getattr(q.CalibrationMethod, _METHODS[method]),
         nodes_to_exclude=float_nodes(pre, ctx.options.int8_head == "float", has_adapter(ctx.model)) + list(exclude),
     )

@@ -4,9 +4,10 @@ Uses onnxruntime's quantization debugging utilities (``onnxruntime.quantization.
 the float graph and a QDQ-quantized copy (the same activation type and calibration) are run
 on calibration images with every intermediate tensor saved; for each quantized activation the
 signal-to-quantization-noise ratio (SQNR, dB) of its own QuantizeLinear/DequantizeLinear pair
-is computed. The nodes producing the tensors with the lowest SQNR (those 8 bits serve worst:
-long-tailed ranges such as swish and squeeze-excite outputs) are ranked first; the budget keeps
-them float through ``quantize_static``'s ``nodes_to_exclude``. The ranking is the same whichever
+is computed. Nodes are ranked by the model-level sensitivity of the Keras layer they come from
+(``edgekit.export.keras_sensitivity``: expected top-1 flips), ties and unnamed nodes by that
+SQNR, lowest first (the tensors 8 bits serve worst); the budget keeps the first ones float
+through ``quantize_static``'s ``nodes_to_exclude``. The ranking is the same whichever
 quantization format the file is written in.
 """
 
@@ -21,14 +22,21 @@ RANK_SAMPLES = 32  # calibration images both graphs are compared on
 RANK_MEMORY_BYTES = 1 << 30  # cap on the saved intermediates of one graph
 
 
-def ranked_nodes(ctx: ConversionContext, act: ActivationType, method: CalibrationMethod) -> list[str]:
-    """Names of the quantized nodes of the pre-processed float graph, lowest SQNR first."""
+def ranked_nodes(ctx: ConversionContext, act: ActivationType, method: CalibrationMethod,
+                 reduce_range: bool = False) -> list[str]:
+    """Names of the quantized nodes of the pre-processed float graph, most sensitive first: by
+    the expected top-1 flips of the Keras layer each names (``keras_sensitivity``), then by SQNR."""
+    from .keras_sensitivity import rank
+    from .sensitivity import keras_flips
+
     if "onnx/ranked" not in ctx.cache:
-        ctx.cache["onnx/ranked"] = [node for node, _ in node_sqnr(ctx, act, method)]
+        by_sqnr = [node for node, _ in node_sqnr(ctx, act, method, reduce_range)]
+        ctx.cache["onnx/ranked"] = rank(by_sqnr, keras_flips(ctx))
     return ctx.cache["onnx/ranked"]
 
 
-def node_sqnr(ctx: ConversionContext, act: ActivationType, method: CalibrationMethod) -> list[tuple[str, float]]:
+def node_sqnr(ctx: ConversionContext, act: ActivationType, method: CalibrationMethod,
+              reduce_range: bool = False) -> list[tuple[str, float]]:
     """(node name, SQNR in dB of its quantized output) for every quantized node, worst first."""
     import onnx
     from onnxruntime.quantization import qdq_loss_debug as dbg
@@ -37,7 +45,8 @@ def node_sqnr(ctx: ConversionContext, act: ActivationType, method: CalibrationMe
 
     work = ctx.workdir
     pre = pre_processed(ctx)
-    (work / "rank_qdq.onnx").write_bytes(quantize(ctx, OnnxQuantFormat.QDQ, act, method))
+    (work / "rank_qdq.onnx").write_bytes(quantize(ctx, OnnxQuantFormat.QDQ, act, method,
+                                                       reduce_range=reduce_range))
     per_image = max(1, activation_bytes(ctx.model))
     images = ctx.require_calibration()[:max(2, min(RANK_SAMPLES, RANK_MEMORY_BYTES // per_image))]
     saved = {}
