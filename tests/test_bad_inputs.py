@@ -125,6 +125,7 @@ def _model_args(c: Corpus, model: Path, work: Path) -> dict[str, list]:
         "profile": ["profile", model, "--runs", 1, "--warmup", 0, "--json"],
         "export": ["export", model, "--out", out, "--json"],
         "evaluate": ["evaluate", model, "--data", c.labels, "--out", out, "--json"],
+        "evaluate --reference": ["evaluate", c.tflite, "--data", c.labels, "--reference", model, "--out", out, "--json"],
         "benchmark": ["benchmark", model, "--data", c.labels, "--out", out, "--formats", "tflite",
                       "--quantize", "fp32", "--runs", 1, "--warmup", 0, "--json"],
         "summary": ["summary", model, "--json"],
@@ -136,11 +137,13 @@ def _model_args(c: Corpus, model: Path, work: Path) -> dict[str, list]:
 
 # The model suffixes each command takes; any other is refused as such, whatever the file holds.
 ACCEPTS = {"predict": (".tflite", ".onnx", ".ort"), "profile": MODEL_SUFFIXES, "export": (".keras",),
-           "evaluate": (".keras",), "benchmark": (".keras",), "summary": (".keras",),
+           "evaluate": MODEL_SUFFIXES, "evaluate --reference": MODEL_SUFFIXES, "benchmark": (".keras",),
+           "summary": (".keras",),
            "filters": (".tflite", ".onnx", ".keras"), "train --weights": (".keras",)}
 NOT_ACCEPTED = {"predict": "suffix '.keras'; expected one of .tflite, .onnx, .ort", "summary": "unknown model",
                 "train --weights": "expected an edgekit run dir, a .keras file"}
-TAKES_RUN_FOLDERS = ("profile", "export", "evaluate", "benchmark", "filters", "train --weights")
+TAKES_RUN_FOLDERS = ("profile", "export", "evaluate", "evaluate --reference", "benchmark", "filters",
+                     "train --weights")
 MODEL_COMMANDS = tuple(ACCEPTS)
 MODEL_CASES = [f"{suffix[1:]} {kind}" for suffix in MODEL_SUFFIXES
                for kind in ("empty", "truncated", "random", "wrong format", "folder", "missing")]
@@ -164,6 +167,7 @@ def _data_args(c: Corpus, data: Path, work: Path) -> dict[str, list]:
         "train": ["train", "lenet5", "--data", data, "--out", out, "--epochs", 1, "--batch-size", 4, "--json"],
         "augment": ["augment", "--data", data, "--out", work / "grid.png", "--n", 2, "--input-size", 16],
         "evaluate": ["evaluate", c.run, "--data", data, "--out", out, "--json"],
+        "evaluate FILE": ["evaluate", c.tflite, "--data", data, "--out", out, "--json"],
         "export --calibration": ["export", c.run, "--quantize", "int8", "--calibration", data, "--out", out,
                                  "--json"],
         "benchmark": ["benchmark", c.run, "--data", data, "--out", out, "--formats", "tflite", "--quantize",
@@ -172,7 +176,7 @@ def _data_args(c: Corpus, data: Path, work: Path) -> dict[str, list]:
     }
 
 
-DATA_COMMANDS = ("train", "augment", "evaluate", "export --calibration", "benchmark", "quickstart")
+DATA_COMMANDS = ("train", "augment", "evaluate", "evaluate FILE", "export --calibration", "benchmark", "quickstart")
 DATA_CASES = ["missing", "empty folder", "no images", "one class", "only corrupt images", "text file",
               "npz empty", "npz random", "npz truncated", "npz is a npy", "npz wrong keys", "npz float images",
               "npz 2-d images", "npz 5 channels", "npz label count", "npz float labels", "npz negative labels",
@@ -260,13 +264,16 @@ ARGUMENTS = {
     "profile threads": (["profile", "{tflite}", "--threads", "two"], "two"),
     "benchmark unknown format": (["benchmark", "{run}", "--data", "{labels}", "--formats", "coreml"], "coreml"),
     "evaluate unknown tta": (["evaluate", "{run}", "--data", "{labels}", "--tta", "5crop"], "5crop"),
+    "evaluate FILE --out is a file": (["evaluate", "{onnx}", "--data", "{labels}", "--out", "{tflite}"], "{tflite}"),
+    "evaluate FILE on other classes": (["evaluate", "{tflite}", "--data", "{fashion}"], "{tflite}"),
 }
 
 
 @pytest.mark.parametrize("case", list(ARGUMENTS))
 def test_bad_argument(corpus, tmp_path, case):
     template, needle = ARGUMENTS[case]
-    fields = {"labels": corpus.labels, "work": tmp_path, "run": corpus.run, "tflite": corpus.tflite}
+    fields = {"labels": corpus.labels, "work": tmp_path, "run": corpus.run, "tflite": corpus.tflite,
+              "onnx": corpus.onnx, "fashion": REPO / "calibration" / "fashion-mnist"}
     args = [str(a).format(**fields) for a in template]
     assert_refused(corpus, tmp_path, args, (needle.format(**fields),), "")
 
@@ -339,6 +346,17 @@ def test_evaluate_names_unicode_classes_and_uses_odd_images(corpus, tmp_path):
     assert sorted(p.name for p in (tmp_path / "eval").iterdir()) == ["confusion.png", "evaluation.json"]
 
 
+@pytest.mark.parametrize("fmt", ["tflite", "onnx"])
+def test_evaluate_file_names_unicode_classes_and_uses_odd_images(corpus, fmt):
+    path = corpus.tflite if fmt == "tflite" else corpus.onnx
+    result = edgekit("evaluate", path, "--data", corpus.labels, "--reference", corpus.run, "--json")
+    _ok(result)
+    doc = json.loads(result.stdout)
+    assert list(doc["per_class_accuracy"]) == list(UNICODE_CLASSES) == doc["class_names"]
+    assert doc["skipped"] == 0 and doc["images"] == 3 * TEST_PER_CLASS + len(ODD)
+    assert doc["agreement"] == 1.0  # an fp32 file reads the odd images as training does
+
+
 def test_augment_grid_of_unicode_classes(corpus, tmp_path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -357,8 +375,10 @@ def _process(*args):
                           env=env, cwd=REPO, timeout=300)
 
 
-def test_real_process_evaluates_unicode_classes_quietly(corpus, tmp_path):
-    p = _process("evaluate", corpus.run, "--data", corpus.labels, "--out", tmp_path, "--json")
+@pytest.mark.parametrize("kind", ["run", "tflite"])
+def test_real_process_evaluates_unicode_classes_quietly(corpus, tmp_path, kind):
+    p = _process("evaluate", corpus.run if kind == "run" else corpus.tflite, "--data", corpus.labels,
+                 "--out", tmp_path, "--json")
     assert p.returncode == 0 and p.stderr == "", p.stderr
     assert json.loads(p.stdout)["class_names"] == list(UNICODE_CLASSES)
 

@@ -20,7 +20,7 @@ import textwrap
 import tomllib
 
 from conftest import REPO
-from device_helpers import CLASS_NAMES, sample_images, tiny_fashion_files
+from device_helpers import CLASS_NAMES, SAMPLE, sample_images, tiny_fashion_files
 
 BLOCKED_MARK = "edgekit-test: outside the base install:"
 
@@ -60,17 +60,11 @@ def test_pillow_is_in_the_base_install():
     assert not {"tensorflow", "keras", "onnx", "onnxruntime", "mediapipe", "matplotlib"} & base_distributions()
 
 
-def test_predict_png_and_jpeg_with_the_base_install_only(tmp_path):
-    from PIL import Image
-
-    files = tiny_fashion_files(tmp_path, keys=("fp32",))
-    png = sample_images(per_class=1)[8]  # a bag
-    jpeg = tmp_path / "bag.jpg"
-    with Image.open(png) as img:
-        img.convert("RGB").save(jpeg, quality=95)
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(textwrap.dedent(f"""
+def base_install_env(folder) -> dict[str, str]:
+    """Environment of a subprocess that can import only the base install (and reports, on
+    stderr, every import it refused, caught or not)."""
+    folder.mkdir()
+    (folder / "sitecustomize.py").write_text(textwrap.dedent(f"""
         import sys
         ALLOWED = {sorted(allowed_modules())!r}
 
@@ -84,13 +78,46 @@ def test_predict_png_and_jpeg_with_the_base_install_only(tmp_path):
 
         sys.meta_path.insert(0, BaseInstallOnly())
         """))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)])}
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(folder), str(REPO)])}
+
+
+def blocked_imports(stderr: str) -> set[str]:
+    return {line.split(":", 2)[-1].strip().partition(".")[0] for line in stderr.splitlines()
+            if line.startswith(BLOCKED_MARK)}
+
+
+def test_predict_png_and_jpeg_with_the_base_install_only(tmp_path):
+    from PIL import Image
+
+    files = tiny_fashion_files(tmp_path, keys=("fp32",))
+    png = sample_images(per_class=1)[8]  # a bag
+    jpeg = tmp_path / "bag.jpg"
+    with Image.open(png) as img:
+        img.convert("RGB").save(jpeg, quality=95)
+    env = base_install_env(tmp_path / "site")
     p = subprocess.run([sys.executable, "-m", "edgekit.cli", "predict", str(files["paths"]["fp32"]), str(png),
                         str(jpeg), "--json"], capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 0, p.stderr
     results = json.loads(p.stdout)["results"]
     assert [r["image"] for r in results] == [str(png), str(jpeg)]
     assert all(r["top_k"][0]["label"] in CLASS_NAMES for r in results)
-    blocked = {line.split(":", 2)[-1].strip().partition(".")[0] for line in p.stderr.splitlines()
-               if line.startswith(BLOCKED_MARK)}
+    blocked = blocked_imports(p.stderr)
     assert not {"tensorflow", "keras", "onnx", "onnxruntime"} & blocked, blocked
+
+
+def test_evaluate_a_tflite_file_with_the_base_install_only(tmp_path):
+    """``edgekit evaluate FILE`` on an image folder: Pillow, numpy and LiteRT are enough."""
+    from click.testing import CliRunner
+
+    from edgekit.cli.main import main
+
+    model = tiny_fashion_files(tmp_path, keys=("fp32",))["paths"]["fp32"]
+    args = ["evaluate", str(model), "--data", str(SAMPLE), "--limit", "50", "--reference", str(model), "--json"]
+    p = subprocess.run([sys.executable, "-m", "edgekit.cli", *args], capture_output=True, text=True,
+                       env=base_install_env(tmp_path / "site"), timeout=300)
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["images"] == 50 and doc["agreement"] == 1.0 and doc["class_names"] == list(CLASS_NAMES)
+    assert doc == json.loads(CliRunner().invoke(main, args).stdout)
+    blocked = blocked_imports(p.stderr)
+    assert not {"tensorflow", "keras", "onnx", "onnxruntime", "matplotlib"} & blocked, blocked

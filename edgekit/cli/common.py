@@ -52,6 +52,25 @@ def quiet_missing_glyphs() -> None:
 
 
 @contextlib.contextmanager
+def native_stderr_silenced(enabled: bool = True) -> Iterator[None]:
+    """LiteRT writes "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." to fd 2 when a
+    model loads; silenced as quiet_tensorflow silences TensorFlow's start-up, so that an error
+    stays one line. A failed load still says why, in its one-line RuntimeModelError."""
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+@contextlib.contextmanager
 def stdout_to_stderr(enabled: bool = True) -> Iterator[None]:
     """Send anything printed (Keras progress bars, converter logs) to stderr, at fd level too."""
     if not enabled:

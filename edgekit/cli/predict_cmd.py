@@ -21,16 +21,14 @@ Every input is read and prepared before the first inference, so a bad one stops 
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
-from .common import CliError, _one_line, emit_json, quiet_tensorflow, run_checked, stdout_to_stderr
+from .common import (CliError, _one_line, emit_json, native_stderr_silenced, quiet_tensorflow, run_checked,
+                     stdout_to_stderr)
 from .tables import print_table
 
 # The runtime's backend table (edgekit.runtime.backends.ALL_BACKENDS), listed here so that
@@ -103,7 +101,7 @@ def _check_input_path(path: Path, raw: bool) -> None:
 def _load(path: Path, threads, backend: str, raw: bool):
     from ..runtime import Model
 
-    with _native_stderr_silenced():
+    with native_stderr_silenced():
         model = run_checked(Model, path, threads=threads, backend=backend)
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise CliError(f"edgekit predict needs a model with one input and one output; {str(path)!r} has "
@@ -114,22 +112,6 @@ def _load(path: Path, threads, backend: str, raw: bool):
                        "so images cannot be prepared for it; pass .npy arrays prepared as its input with --raw, "
                        "or export the model with 'edgekit export'")
     return model
-
-
-@contextlib.contextmanager
-def _native_stderr_silenced():
-    """LiteRT writes "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." to fd 2 when a
-    model loads; silenced as quiet_tensorflow silences TensorFlow's start-up, so that an error
-    stays one line. A failed load still says why, in its one-line RuntimeModelError."""
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def _prepare(model, path: Path, raw: bool):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .common import emit_json, quiet_missing_glyphs, quiet_tensorflow, run_checked, stdout_to_stderr
+from .common import (emit_json, native_stderr_silenced, quiet_missing_glyphs, quiet_tensorflow, run_checked,
+                     stdout_to_stderr)
 
 
 @click.command("train")
@@ -89,27 +90,50 @@ def augment_command(data, out, names, input_size, channels, n, seed):
     click.echo(f"wrote {out}")
 
 
+# TTA modes of edgekit.evaluation.Tta, listed here so that `edgekit --help` does not import
+# numpy; tests/test_evaluate_files.py keeps the two equal.
+TTA_CHOICES = ("none", "flip", "10crop")
+
+
 @click.command("evaluate")
 @click.argument("model")
 @click.option("--data", required=True, help="Image folder, IDX folder or .npz file.")
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True)
-@click.option("--tta", type=click.Choice(["none", "flip", "10crop"]), default="none", show_default=True)
+@click.option("--tta", type=click.Choice(TTA_CHOICES), default="none", show_default=True)
 @click.option("--ensemble", "others", multiple=True, help="Another model whose outputs are averaged in.")
+@click.option("--reference", default=None,
+              help="A run dir, .keras or exported file: report the top-1 agreement with it.")
 @click.option("--out", default=None, type=click.Path(file_okay=False),
               help="Folder for evaluation.json and confusion.png.")
-@click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N images.")
+@click.option("--limit", type=click.IntRange(1), default=None,
+              help="Only N images, drawn with seed 0: the ones 'edgekit export --num-validation N' checks.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
-def evaluate_command(model, data, split, tta, others, out, limit, as_json):
-    """Accuracy, per-class accuracy and confusion matrix of MODEL (run dir or .keras)."""
-    quiet_tensorflow()
+def evaluate_command(model, data, split, tta, others, reference, out, limit, as_json):
+    """Accuracy, per-class accuracy and confusion matrix of MODEL: a run dir, a .keras file, or
+    a .tflite/.onnx/.ort file from 'edgekit export' (run as on the device, no TensorFlow needed)."""
+    from ..evaluation import evaluate, needs_tensorflow
+
+    if needs_tensorflow([model, *others, reference]):
+        quiet_tensorflow()
     quiet_missing_glyphs()
     with stdout_to_stderr(as_json):
-        from ..train.evaluate import evaluate
-        result = run_checked(evaluate, [model, *others], data, split, tta, out, limit)
+        loaded = [_load(path) for path in (model, *others)]
+        ref = None if reference is None else _load(reference)
+        result = run_checked(evaluate, loaded, data, split, tta, out, limit, ref)
     if as_json:
         emit_json(result)
         return
     click.echo(f"accuracy {result['accuracy']:.4f} on {result['images']} {split} images (tta {tta}, "
                f"{len(result['models'])} model(s))")
+    if result["agreement"] is not None:
+        click.echo(f"agreement {result['agreement']:.4f} (top-1) with {reference}")
     for name, acc in result["per_class_accuracy"].items():
         click.echo(f"  {name:<20} {'-' if acc is None else f'{acc:.4f}'}")
+
+
+def _load(path: str):
+    """One model; LiteRT's start-up line is silenced while an exported file loads."""
+    from ..evaluation import is_model_file, load_model
+
+    with native_stderr_silenced(is_model_file(path)):
+        return run_checked(load_model, path)

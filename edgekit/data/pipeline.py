@@ -94,9 +94,5 @@ def fit_colour_pca(data: LabeledImages, spec: PreprocessSpec, max_images: int = 
     """Fancy-PCA statistics from up to ``max_images`` images of ``data`` (a seeded sample)."""
     if len(data) == 0:
         raise DataError(f"{data.source} has no images to fit fancy PCA on")
-    sample = data
-    if len(data) > max_images:
-        pick = np.sort(np.random.default_rng(seed).choice(len(data), max_images, replace=False))
-        sample = data.subset(pick)
-    batches = pixel_dataset(sample, spec, batch_size=64).as_numpy_iterator()
+    batches = pixel_dataset(data.sample(max_images, seed), spec, batch_size=64).as_numpy_iterator()
     return ColourPCA.from_pixel_batches(x for x, _ in batches)

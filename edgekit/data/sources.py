@@ -92,6 +92,20 @@ class LabeledImages:
         images = self.images[idx] if self.in_memory else [self.images[i] for i in idx]
         return replace(self, images=images, labels=self.labels[idx], source=source or self.source)
 
+    def sample(self, num: int, seed: int = 0) -> "LabeledImages":
+        """``num`` images drawn without replacement with ``seed``, kept in their order; all of
+        them (``self``) when there are no more than ``num``.
+
+        The one selection behind ``edgekit export --num-validation N`` and ``edgekit evaluate
+        --limit N``, so that both look at the same images of a split.
+        """
+        if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
+            raise DataError(f"sample size got {num!r}; expected an integer >= 1")
+        if num >= len(self):
+            return self
+        pick = np.sort(np.random.default_rng(seed).choice(len(self), num, replace=False))
+        return self.subset(pick, source=f"{num} images (seed {seed}) of {self.source}")
+
     def fingerprint(self) -> str:
         """A short hash of pixels (or file contents), labels and class names, for run metadata.
 

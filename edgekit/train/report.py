@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from pathlib import Path
 
-from .runstate import temp_path
+from edgekit.tempfiles import atomic_write_with
 
 
 def _number(text: str | None) -> float:
@@ -47,9 +46,4 @@ def plot_curves(history_csv: Path, out_png: Path) -> None:
 
 def save_figure(fig, path: Path) -> None:
     """``fig`` as a PNG at ``path``, atomically (hidden temporary file, then rename)."""
-    tmp = temp_path(path)
-    try:
-        fig.savefig(tmp, dpi=100, format="png")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))

@@ -26,33 +26,13 @@ from pathlib import Path
 import keras
 
 from edgekit.models.safe_load import load_keras_model
-from edgekit.tempfiles import hidden_temp
+from edgekit.tempfiles import atomic_write_bytes, atomic_write_text, temp_path  # noqa: F401 - re-exported
 
 CHECKPOINTS = "checkpoints"
 STATE = "state.json"
 HISTORY = "history.csv"
 KEEP = 2
 TEMP_PATTERNS = (".*.tmp", ".*.tmp.keras")  # what the writers below leave when killed
-
-
-def temp_path(path: Path) -> Path:
-    """A new, empty hidden file next to ``path`` with the usual permissions (mkstemp's 0600
-    would otherwise carry over to the final file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return hidden_temp(path, f".{path.name}.", ".tmp")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = temp_path(path)
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_save_model(model: keras.Model, path: Path) -> None:
