@@ -160,19 +160,27 @@ def test_accuracy_budget_keeps_layers_float(run_dir, tmp_path, fmt):
     from edgekit.export import ExportOptions, Format, Precision, export_model
     from edgekit.runtime import Model
 
-    def int8(pp, out):
+    def int8(pp, out, agreement=None):
         options = ExportOptions(formats=(Format(fmt),), precisions=(Precision.INT8,), out_dir=out,
-                                max_accuracy_drop=pp)
+                                max_accuracy_drop=pp, min_agreement=agreement)
         return export_model(run_dir, options, log=lambda line: None).files[0]
 
     loose = int8(100.0, tmp_path / "loose").notes["budget"]
     assert loose["applied"] and loose["reached"] and loose["kept_float"] == [] and len(loose["steps"]) == 1
+    # Agreement is a condition of its own: 100% agreement asked, any accuracy allowed.
+    exact = int8(100.0, tmp_path / "exact", agreement=100.0)
+    notes = exact.notes["budget"]
+    assert notes["min_agreement"] == 100.0 and notes["plain_agreement"] == notes["steps"][0]["agreement"]
+    assert notes["reached"] == (notes["agreement"] == 100.0)
+    assert notes["agreement"] == pytest.approx(100 * exact.validation.agreement, abs=1e-3)
+    if notes["plain_agreement"] < 100.0:
+        assert len(notes["steps"]) > 1 and notes["kept_float"] and notes["agreement"] >= notes["plain_agreement"]
     # A budget below what any int8 file reaches: layers are kept float, searched by doubling then
     # bisection (far fewer conversions than layers), and the best file is still written.
     tight = int8(0.0, tmp_path / "tight")
     notes = tight.notes["budget"]
     reference, plain = notes["reference_percent"], notes["plain_percent"]
-    assert notes["steps"][0] == {"kept": 0, "percent": plain}
+    assert notes["steps"][0] == {"kept": 0, "percent": plain, "agreement": notes["plain_agreement"]}
     if plain < reference:  # the tiny model loses something in int8: the search ran
         assert len(notes["steps"]) > 1 and notes["percent"] >= plain
         assert notes["kept_float"] and notes["latency_ms"] is not None and notes["plain_latency_ms"] is not None
@@ -185,7 +193,7 @@ def test_accuracy_budget_keeps_layers_float(run_dir, tmp_path, fmt):
 
 
 def test_budget_search_is_logarithmic():
-    from edgekit.export.budget import enforce, smallest_fitting
+    from edgekit.export.budget import Budget, Score, enforce, smallest_fitting
 
     calls = []
 
@@ -199,12 +207,21 @@ def test_budget_search_is_logarithmic():
     assert smallest_fitting(5, lambda k: True) == 1
     # enforce: scores rise as layers are kept float; the smallest k within 1 pp of 90% is 3.
     ranked = [f"layer{i}" for i in range(20)]
-    model, outcome = enforce(1.0, "accuracy", 90.0, b"plain", score=lambda m: 86.0 if m == b"plain" else 86.0 + len(m),
+    def accuracy(m):
+        return Score(86.0 if m == b"plain" else 86.0 + len(m), 95.0)
+
+    model, outcome = enforce(Budget(1.0), "accuracy", 90.0, b"plain", score=accuracy,
                              ranking=lambda: ranked, build=lambda kept: b"x" * len(kept))
     assert model == b"xxx" and outcome.kept_float == ranked[:3] and outcome.reached
     assert outcome.size_cost_bytes == 3 - 5 and outcome.drop_pp == 1.0
-    # Never within: the best-scoring file tried is kept, and the miss is reported.
-    model, outcome = enforce(1.0, "accuracy", 90.0, b"plain", score=lambda m: 80.0 + (len(m) == 2),
+    # With an agreement floor the accuracy alone is not enough: agreement 95 + k reaches 99 at k = 4.
+    model, outcome = enforce(Budget(1.0, 99.0), "accuracy", 90.0, b"plain",
+                             score=lambda m: Score(accuracy(m).percent, 95.0 + len(m) * (m != b"plain")),
+                             ranking=lambda: ranked, build=lambda kept: b"x" * len(kept))
+    assert model == b"xxxx" and outcome.reached and outcome.agreement == 99.0 and outcome.plain_agreement == 95.0
+    assert "agreement 99.00%" in outcome.summary() and "agreement >= 99%" in outcome.summary()
+    # Never within: the file that misses by the fewest points is kept, and the miss is reported.
+    model, outcome = enforce(Budget(1.0), "accuracy", 90.0, b"plain", score=lambda m: Score(80.0 + (len(m) == 2), 90.0),
                              ranking=lambda: ranked, build=lambda kept: b"x" * len(kept))
     assert model == b"xx" and not outcome.reached and "NOT within" in outcome.summary()
 

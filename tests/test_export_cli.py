@@ -65,13 +65,14 @@ def test_existing_file_needs_force(run_dir, tmp_path):  # noqa: F811
     assert (tmp_path / "fmnist_fp32.tflite").stat().st_size > 1000
 
 
-@pytest.mark.parametrize("value", ["-1", "abc", "nan", "inf"])
-def test_bad_accuracy_budget_is_one_line_exit_2(run_dir, tmp_path, value):  # noqa: F811
+@pytest.mark.parametrize("option,value", [("--max-accuracy-drop", v) for v in ("-1", "abc", "nan", "inf")]
+                         + [("--min-agreement", v) for v in ("101", "-0.5", "most", "nan")])
+def test_bad_accuracy_budget_is_one_line_exit_2(run_dir, tmp_path, option, value):  # noqa: F811
     out = tmp_path / "out"
-    p = _edgekit("export", run_dir, "--quantize", "int8", "--max-accuracy-drop", value, "--out", out)
+    p = _edgekit("export", run_dir, "--quantize", "int8", option, value, "--out", out)
     assert p.returncode == 2, p.stderr
     lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and "--max-accuracy-drop" in lines[0] and repr(value) in lines[0], p.stderr
+    assert len(lines) == 1 and option in lines[0] and repr(value) in lines[0], p.stderr
     assert not out.exists()
 
 
@@ -83,7 +84,8 @@ def test_budget_miss_is_written_and_fails_only_under_strict(run_dir, tmp_path, m
     from edgekit.cli.main import main
     from edgekit.export import budget
 
-    monkeypatch.setattr(budget, "file_score", lambda ctx, data, *a: budget.reference_score(ctx)[1] - 5.0)
+    monkeypatch.setattr(budget, "file_score",
+                        lambda ctx, data, *a: budget.Score(budget.reference_score(ctx)[1] - 5.0, 99.0))
     args = ["export", str(run_dir), "--quantize", "int8", "--num-validation", "50", "--json"]
     for strict, code in ((False, 0), (True, 1)):
         out = tmp_path / f"strict{strict}"
@@ -94,4 +96,4 @@ def test_budget_miss_is_written_and_fails_only_under_strict(run_dir, tmp_path, m
         assert notes["applied"] and not notes["reached"] and notes["drop_pp"] == 5.0
         assert len(notes["steps"]) > 1 and os.path.exists(f["path"])  # searched, then written anyway
         assert f"{'error' if strict else 'warning'}: fmnist_int8.tflite:" in result.stderr
-        assert "NOT within the 0.5 pp budget" in result.stderr
+        assert "NOT within the budget (0.5 pp, agreement >= 98.5%)" in result.stderr

@@ -57,6 +57,9 @@ _COLORS = ["rgb", "native"]
                    "points of accuracy against the Keras model on the validation images (top-1 agreement "
                    "without labels), keep its most sensitive layers float until it fits; none: no budget  "
                    "[default: 0.5]")
+@click.option("--min-agreement", default=None, metavar="PCT|none",
+              help="int8 accuracy budget, second condition: at least PCT percent of the validation images get "
+                   "the Keras model's top-1 class; none: accuracy only  [default: 98.5]")
 @click.option("--strict", is_flag=True, help="Exit 1 when an int8 file still misses the accuracy budget "
               "(it is written either way, with the miss in the report).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
@@ -65,7 +68,7 @@ _COLORS = ["rgb", "native"]
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 def export_command(model: Path, formats: str, precisions: str, calibration, num_calibration,
                    calibration_method: str, io: str, input_color: str, embedding: bool, float_io: bool, int8_head: str, nchw: bool, onnx_quant_format, onnx_activation_type,
-                   num_validation: int, report: bool, max_accuracy_drop, strict: bool, out_dir, force: bool, as_json: bool) -> int:
+                   num_validation: int, report: bool, max_accuracy_drop, min_agreement, strict: bool, out_dir, force: bool, as_json: bool) -> int:
     """Export MODEL (a run folder or a .keras file) to TFLite, ONNX and/or ORT, validated.
 
     Every file carries edgekit metadata (and, for .tflite, the standard TFLite Model Metadata
@@ -75,10 +78,11 @@ def export_command(model: Path, formats: str, precisions: str, calibration, num_
     inside the file), and raw uint8 pixels for int8 TFLite (see --io, --input-color).
     """
     quiet_tensorflow()
-    if max_accuracy_drop is not None and embedding:
-        raise CliError("--max-accuracy-drop needs class scores; an --embedding file has none")
+    for name, value in (("--max-accuracy-drop", max_accuracy_drop), ("--min-agreement", min_agreement)):
+        if value is not None and embedding:
+            raise CliError(f"{name} needs class scores; an --embedding file has none")
     with stdout_to_stderr(as_json):
-        from ..export import (DEFAULT_MAX_DROP_PP, ActivationType, CalibrationMethod, ExportOptions, Format,
+        from ..export import (DEFAULT_MAX_DROP_PP, DEFAULT_MIN_AGREEMENT, ActivationType, CalibrationMethod, ExportOptions, Format,
                               OnnxQuantFormat, Precision, export_model, parse_choices)
 
         options = run_checked(lambda: ExportOptions(
@@ -90,7 +94,8 @@ def export_command(model: Path, formats: str, precisions: str, calibration, num_
             onnx_quant_format=OnnxQuantFormat(onnx_quant_format) if onnx_quant_format else None,
             onnx_activation_type=ActivationType(onnx_activation_type) if onnx_activation_type else None,
             num_validation=num_validation, force=force, report=report,
-            max_accuracy_drop=DEFAULT_MAX_DROP_PP if max_accuracy_drop is None else max_accuracy_drop))
+            max_accuracy_drop=DEFAULT_MAX_DROP_PP if max_accuracy_drop is None else max_accuracy_drop,
+            min_agreement=DEFAULT_MIN_AGREEMENT if min_agreement is None else min_agreement))
         try:
             result = run_checked(export_model, model, options)
         except RuntimeError as exc:  # converter failures (TF's ConverterError is a RuntimeError)

@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from edgekit.runtime.spec import PreprocessSpec
 
-from .budget import DEFAULT_MAX_DROP_PP
+from .budget import DEFAULT_MAX_DROP_PP, DEFAULT_MIN_AGREEMENT
 from .inputs import InputColor, IoType
 
 
@@ -90,6 +90,19 @@ def parse_budget(value) -> float | None:
     return number
 
 
+def parse_min_agreement(value) -> float | None:
+    """``--min-agreement``: a percentage in [0, 100] of top-1 answers equal to Keras, or none."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not (math.isfinite(number) and 0 <= number <= 100):
+        raise ValueError(f"--min-agreement got {value!r}; expected a percentage from 0 to 100 (e.g. 98.5) or none")
+    return number
+
+
 @dataclass(frozen=True)
 class ExportOptions:
     """Everything ``export_model`` needs besides the model; defaults match the CLI's."""
@@ -116,6 +129,8 @@ class ExportOptions:
     # int8 files: percentage points of accuracy (top-1 agreement without labels) they may lose
     # against Keras before the most sensitive layers are kept float; None: no budget.
     max_accuracy_drop: float | None = DEFAULT_MAX_DROP_PP
+    # ... and the percent of top-1 answers that must equal Keras's; None: accuracy only.
+    min_agreement: float | None = DEFAULT_MIN_AGREEMENT
     preprocess: PreprocessSpec | None = None  # for a bare .keras file
 
     def __post_init__(self) -> None:
@@ -130,6 +145,7 @@ class ExportOptions:
         if self.int8_head not in ("float", "int8"):
             raise ValueError(f"int8_head got {self.int8_head!r}; expected float or int8")
         object.__setattr__(self, "max_accuracy_drop", parse_budget(self.max_accuracy_drop))
+        object.__setattr__(self, "min_agreement", parse_min_agreement(self.min_agreement))
 
     @property
     def int8_io(self) -> IoType:
