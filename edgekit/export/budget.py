@@ -162,6 +162,10 @@ def apply(ctx, key: str, plain: bytes, suffix: str, ranking: Callable[[], list[s
     """``enforce`` with the context's options, scores and notes; returns the bytes to write."""
     limit = ctx.options.max_accuracy_drop
     notes = ctx.notes.setdefault(key, {})
+    if ctx.learned_ranges is not None:
+        notes["budget"] = {"applied": False, "why": "QAT run: every layer stays int8 with the ranges it was "
+                           "trained with; keeping layers float would undo what the fine-tuning learned"}
+        return plain
     if limit is None:
         notes["budget"] = {"applied": False, "why": "--max-accuracy-drop none"}
         return plain
