@@ -217,7 +217,7 @@ def test_keras_simulation_matches_the_int8_files(qat_run, qat_files):
     from edgekit.train.dataset import EpochData
 
     data = load_split(SAMPLE, "test")
-    x = np.concatenate([b[0].numpy() for b in EpochData(data, PreprocessSpec(**SPEC), 64).once()])
+    x = np.concatenate([b[0].numpy() for b in EpochData(data, PreprocessSpec(**SPEC), 64).once()])[:100]
     simulated = load_qat_model(qat_run).predict(x, verbose=0)
     floating = keras.models.load_model(qat_run / "model.keras", compile=False).predict(x, verbose=0)
     for fmt, path in qat_files[1].items():

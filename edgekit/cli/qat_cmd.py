@@ -15,7 +15,7 @@ from .common import emit_json, quiet_tensorflow, run_checked, stdout_to_stderr
 @click.option("--lr", type=float, default=1e-4, show_default=True, help="Peak learning rate (cosine decay).")
 @click.option("--data", default=None, help="Training images  [default: the run's training data]")
 @click.option("--limit", type=click.IntRange(2), default=None, help="Use only N training images.")
-@click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]), default="default",
+@click.option("--strategy", type=click.Choice(["default", "mirrored"]), default="default",
               show_default=True)
 @click.option("--resume", is_flag=True, help="Continue an interrupted qat of --out from its last checkpoint.")
 @click.option("--seed", type=int, default=0, show_default=True)

@@ -27,7 +27,7 @@ import numpy as np
 
 from edgekit import __version__
 
-STRATEGIES = ("default", "mirrored", "multiworker")
+STRATEGIES = ("default", "mirrored")  # multi-worker: every worker would write --out; not done
 PARTIAL_SUFFIX = ".qat-partial"
 
 
@@ -140,23 +140,22 @@ def qat(cfg: QatConfig) -> dict:
     meta = read_source(cfg.run)
     out, work, state = _check_out(cfg)
     source = Path(cfg.run) / "model.keras"
-    qat_model(load_keras_model(source))  # refuses unsupported layers before anything is written
+    floating = load_keras_model(source)
     train_data, augment = _data(cfg, meta)
     spec = PreprocessSpec.from_dict(meta["preprocess"])
     feed = EpochData(train_data, spec, cfg.batch_size, parse_augment(augment), None, cfg.seed)
-    work.mkdir(parents=True, exist_ok=True)
-    start = state["epoch"] if state else 0
-    remove_stale_temps(work)
-    trim_history(work, start)
-    log(f"{len(train_data)} images, {strategy.num_replicas_in_sync} replica(s) ({cfg.strategy}); "
-        f"epochs {start + 1}..{cfg.epochs}")
     t0 = time.perf_counter()
     with strategy.scope():
-        if state is not None:
-            model = load_checkpoint(work, state)
-        else:
-            model = qat_model(load_keras_model(source))
+        # Refuses unsupported layers (UnsupportedLayer) before anything is written.
+        model = qat_model(floating) if state is None else load_checkpoint(work, state)
+        if state is None:
             _compile(model, cfg.lr, feed.steps * cfg.epochs)
+        work.mkdir(parents=True, exist_ok=True)
+        start = state["epoch"] if state else 0
+        remove_stale_temps(work)
+        trim_history(work, start)
+        log(f"{len(train_data)} images, {strategy.num_replicas_in_sync} replica(s) ({cfg.strategy}); "
+            f"epochs {start + 1}..{cfg.epochs}")
         history: dict[str, list] = {}
         if start < cfg.epochs:
             h = model.fit(feed.epochs(start, cfg.epochs), epochs=cfg.epochs, initial_epoch=start,
@@ -164,7 +163,6 @@ def qat(cfg: QatConfig) -> dict:
                           callbacks=[keras.callbacks.CSVLogger(str(work / "history.csv"), append=True),
                                      EpochCheckpoint(work, "qat", {"config": asdict(cfg)})])
             history = {k: [float(x) for x in v] for k, v in h.history.items()}
-    floating = load_keras_model(source)
     write_back(model, floating)
     result = _metadata(cfg, meta, history, learned_ranges(model), time.perf_counter() - t0, strategy)
     atomic_save_model(floating, work / "model.keras")
