@@ -180,6 +180,8 @@ def test_tflite_tensor_scales_are_the_learned_ranges(qat_run, qat_files):
 
 
 def test_onnx_activation_scales_are_the_learned_ranges(qat_run, qat_files):
+    """Either int8 format onnxruntime writes: QDQ (QuantizeLinear's scale input) or QOperator
+    (QLinear* ops reading the ``<tensor>_scale`` initializer)."""
     import onnx
     from onnx import numpy_helper
 
@@ -187,20 +189,18 @@ def test_onnx_activation_scales_are_the_learned_ranges(qat_run, qat_files):
     ranges = _ranges(qat_run)
     graph = onnx.load(str(paths["onnx"])).graph
     inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    scales = {}
-    for node in graph.node:  # QDQ: QuantizeLinear(x, scale, zp); QOperator: QLinear* outputs
-        if node.op_type == "QuantizeLinear":
-            scales[node.input[0]] = float(inits[node.input[1]])
+    scales = {name[:-len("_scale")]: float(v) for name, v in inits.items() if name.endswith("_scale") and v.size == 1}
+    scales.update({n.input[0]: float(inits[n.input[1]]) for n in graph.node if n.op_type == "QuantizeLinear"})
     checked = 0
     for tensor, scale in scales.items():
-        if "Relu6" not in tensor and not tensor.endswith("/Add:0"):
+        # ReLU6 outputs, Adds, and depthwise outputs (tf2onnx names them after the batch norm)
+        if not any(tag in tensor for tag in ("Relu6:0", "/Add:0", "batchnorm/add_1:0")):
             continue
         layer = tensor.split("/")[1].rsplit("_", 1)[0]
         key = next(k for k, r in ranges.items() if layer in r["layers"])
         assert scale == pytest.approx(_qparams(ranges[key]["min"], ranges[key]["max"])[0], rel=1e-5), tensor
         checked += 1
-    if report.files[1].notes["quant_format"] == "qdq":
-        assert checked >= 35
+    assert checked >= 20, checked  # MobileNetV2 0.35: 10 Adds, 17 depthwise convolutions
     assert report.files[1].notes["qat"]["learned_ranges"] >= len(ranges) - 1  # the logits: float head
     assert report.files[1].notes["budget"]["applied"] is False
 
