@@ -13,6 +13,9 @@ https://ai.google.dev/edge/litert/models/quantization_debugger#selective_quantiz
 
 A file that no tried ``k`` brings within the budget is still written (the best-scoring one);
 the miss is in the report, and ``edgekit export --strict`` turns it into a non-zero exit.
+
+A QAT run (``edgekit qat``) is exempt: its weights were trained for int8 everywhere with the
+ranges written into its files, so no layer is kept float (``notes.budget.why`` says so).
 """
 
 from __future__ import annotations

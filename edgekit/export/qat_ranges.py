@@ -15,7 +15,9 @@ named by the first such scope that is a covered layer.
   (``extra_options["TensorQuantOverrides"]``) that replace what its calibrator measured.
 
 Tensors no QAT range covers (the uint8 input, the float head's softmax) keep the calibrated
-range; the export notes count both kinds.
+range; the export notes count both kinds. The weights are quantized by the converters as QAT
+simulated them (int8 per channel), except onnxruntime's 7-bit ``reduce_range`` weights, which
+edgekit picks on x86 CPUs without VNNI (``edgekit.export.cpu``); QAT does not simulate those.
 """
 
 from __future__ import annotations
