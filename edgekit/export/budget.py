@@ -18,6 +18,9 @@ https://ai.google.dev/edge/litert/models/quantization_debugger#selective_quantiz
 
 A file that no tried ``k`` brings within the budget is still written (the best-scoring one);
 the miss is in the report, and ``edgekit export --strict`` turns it into a non-zero exit.
+
+A QAT run (``edgekit qat``) is exempt: its weights were trained for int8 everywhere with the
+ranges written into its files, so no layer is kept float (``notes.budget.why`` says so).
 """
 
 from __future__ import annotations
@@ -208,6 +211,10 @@ def apply(ctx, key: str, plain: bytes, suffix: str, ranking: Callable[[], list[s
     """``enforce`` with the context's options, scores and notes; returns the bytes to write."""
     limit = ctx.options.max_accuracy_drop
     notes = ctx.notes.setdefault(key, {})
+    if ctx.learned_ranges is not None:
+        notes["budget"] = {"applied": False, "why": "QAT run: every layer stays int8 with the ranges it was "
+                           "trained with; keeping layers float would undo what the fine-tuning learned"}
+        return plain
     if limit is None:
         notes["budget"] = {"applied": False, "why": "--max-accuracy-drop none"}
         return plain

@@ -23,6 +23,7 @@ class ConversionContext:
     validation: object = None  # ValidationData, for converters that measure (--max-accuracy-drop)
     reference: object = None  # validate.Reference of the Keras model on ``validation``
     cache: dict = field(default_factory=dict)  # shared intermediates of optional steps
+    learned_ranges: dict | None = None  # a QAT run's activation ranges (edgekit.export.qat_ranges)
     _tmp: tempfile.TemporaryDirectory = field(default_factory=lambda: tempfile.TemporaryDirectory(prefix="edgekit-export-"))
 
     @property

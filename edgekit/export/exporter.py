@@ -86,6 +86,9 @@ def export_model(model: str | Path, options: ExportOptions = ExportOptions(),
     targets, skipped = select_targets(options.formats, options.precisions)
     _check_options(options, targets)
     source = load_source(model, options.preprocess)
+    if source.qat_ranges is not None and options.calibration is not None:
+        raise ExportError(f"{model} is a QAT run: its int8 activation ranges come from training; "
+                          "--calibration does not apply")
     if options.embedding:
         source.model, source.class_names = _embedding(source), ()
     _check_class_names(source)
@@ -172,7 +175,8 @@ def _form_context(base: ConversionContext, form: InputForm) -> ConversionContext
         reference = keras_reference(base.model, replace(validation, inputs=form.to_native(inputs)))
     return ConversionContext(form.wrap(base.model), base.options,
                              None if base.calibration is None else form.from_native(base.calibration),
-                             validation=replace(validation, inputs=inputs), reference=reference)
+                             validation=replace(validation, inputs=inputs), reference=reference,
+                             learned_ranges=base.learned_ranges)
 
 
 def _context(source: ExportSource, options: ExportOptions, targets: list[Target],
@@ -198,7 +202,8 @@ def _context(source: ExportSource, options: ExportOptions, targets: list[Target]
     report.validation_source, report.keras_accuracy = validation.source, reference.accuracy
     if any(t.format.from_onnx and t.precision is Precision.INT8 for t in targets):
         report.onnx_quant_default = default_onnx_quant().reason
-    return ConversionContext(source.model, options, calibration, validation=validation, reference=reference)
+    return ConversionContext(source.model, options, calibration, validation=validation, reference=reference,
+                             learned_ranges=source.qat_ranges)
 
 
 def _finisher(target: Target, source: ExportSource, ctx: ConversionContext, options: ExportOptions,

@@ -104,6 +104,8 @@ def _quantize_int8(ctx: ConversionContext) -> bytes:
     fmt = opts.onnx_quant_format or auto.quant_format
     act = opts.onnx_activation_type or auto.activation_type
     method, method_why = choose_calibration_method(ctx)
+    if ctx.learned_ranges is not None:  # the calibrator only fills tensors no QAT range covers
+        method, method_why = CalibrationMethod.MINMAX, "QAT run: learned ranges; minmax for the tensors they do not cover"
     notes = ctx.notes["onnx/int8"] = {
         "quant_format": fmt.value, "activation_type": act.value, "weight_type": "int8", "per_channel": True,
         "calibration_method": method.value, "calibration_method_why": method_why,
@@ -191,6 +193,7 @@ def quantize(ctx: ConversionContext, fmt: OnnxQuantFormat, act: ActivationType,
     pre = pre_processed(ctx)
     out = ctx.workdir / "int8.onnx"
     images = ctx.require_calibration() if calibration is None else calibration
+    extra = {"TensorQuantOverrides": _learned_overrides(ctx, pre)} if ctx.learned_ranges is not None else {}
     q.quantize_static(
         str(pre), str(out), _Reader(images, ctx.options.nchw),
         quant_format=q.QuantFormat.QDQ if fmt is OnnxQuantFormat.QDQ else q.QuantFormat.QOperator,
@@ -198,8 +201,22 @@ def quantize(ctx: ConversionContext, fmt: OnnxQuantFormat, act: ActivationType,
         weight_type=q.QuantType.QInt8, per_channel=True, reduce_range=reduce_range,
         calibrate_method=getattr(q.CalibrationMethod, _METHODS[method]),
         nodes_to_exclude=float_nodes(pre, ctx.options.int8_head == "float", has_adapter(ctx.model)) + list(exclude),
+        extra_options=extra,
     )
     return out.read_bytes()
+
+
+def _learned_overrides(ctx: ConversionContext, pre: Path) -> dict:
+    """onnxruntime's per-tensor range overrides from a QAT run's ranges (see ``qat_ranges``)."""
+    import onnx
+
+    from .qat_ranges import onnx_overrides
+
+    graph = onnx.load(str(pre)).graph
+    adapter = adapter_node(graph) if has_adapter(ctx.model) else None
+    overrides, done = onnx_overrides(graph, ctx.learned_ranges, adapter)
+    ctx.notes.setdefault("onnx/int8", {})["qat"] = done.notes(ctx.learned_ranges)
+    return overrides
 
 
 def has_adapter(model) -> bool:

@@ -24,6 +24,7 @@ class ExportSource:
     architecture: str = ""
     data_path: str | None = None  # the run's training data, if recorded
     warnings: list[str] = field(default_factory=list)
+    qat_ranges: dict | None = None  # a QAT run's learned activation ranges (edgekit.qat)
 
 
 def load_source(path: str | Path, preprocess: PreprocessSpec | None = None) -> ExportSource:
@@ -71,9 +72,21 @@ def _load_run(run: Path, preprocess: PreprocessSpec | None) -> ExportSource:
     source = ExportSource(model, run.resolve().name, run, preprocess,
                           class_names=tuple(str(n) for n in info.get("class_names", ())),
                           architecture=str(info.get("architecture", "")),
-                          data_path=data.get("path"), warnings=warnings)
+                          data_path=data.get("path"), warnings=warnings, qat_ranges=_qat_ranges(info, info_path))
     _check_input(source)
     return source
+
+
+def _qat_ranges(info: dict, info_path: Path) -> dict | None:
+    if "qat" not in info:
+        return None
+    from .qat_ranges import check_ranges
+
+    qat = info["qat"]
+    try:
+        return check_ranges(qat.get("ranges") if isinstance(qat, dict) else None)
+    except ValueError as exc:
+        raise ValueError(f"{str(info_path)!r}: {exc}") from None
 
 
 def _load_keras(path: Path):

@@ -78,8 +78,21 @@ def calibrated_model(ctx: ConversionContext) -> bytes:
     if "calibrated" not in ctx.cache:
         conv = int8_converter(ctx, float_io=True)
         conv._experimental_calibrate_only = True  # noqa: SLF001 - the debugger's own route
-        ctx.cache["calibrated"] = conv.convert()
+        calibrated = conv.convert()
+        if ctx.learned_ranges is not None:
+            calibrated = _learned(ctx, calibrated)
+        ctx.cache["calibrated"] = calibrated
     return ctx.cache["calibrated"]
+
+
+def _learned(ctx: ConversionContext, calibrated: bytes) -> bytes:
+    """A QAT run's ranges over the calibrated ones (see ``qat_ranges``)."""
+    from .onnx_convert import has_adapter
+    from .qat_ranges import inject_tflite
+
+    data, done = inject_tflite(calibrated, ctx.learned_ranges, has_adapter(ctx.model))
+    ctx.notes.setdefault("tflite/int8", {})["qat"] = done.notes(ctx.learned_ranges)
+    return data
 
 
 def io_types(ctx: ConversionContext, float_output: bool):
@@ -126,10 +139,11 @@ def convert_int8(ctx: ConversionContext) -> bytes:
     from . import budget, sensitivity
 
     io = ctx.options.int8_io
-    ctx.notes["tflite/int8"] = {"io": {IoType.FLOAT: "float32", IoType.INT8: "int8",
-                                       IoType.UINT8: "uint8 pixels in"}[io],
-                                "calibration_method": "minmax (TFLite's only method)",
-                                "per_channel": True}
+    ctx.notes.setdefault("tflite/int8", {}).update({
+        "io": {IoType.FLOAT: "float32", IoType.INT8: "int8", IoType.UINT8: "uint8 pixels in"}[io],
+        "calibration_method": "ranges learned by QAT" if ctx.learned_ranges is not None
+        else "minmax (TFLite's only method)",
+        "per_channel": True})
     build = _int8_builder(ctx)
     return budget.apply(ctx, "tflite/int8", build([]), ".tflite", build=build,
                         ranking=lambda: sensitivity.ranked_tensors(ctx))

@@ -1,0 +1,191 @@
+"""``edgekit qat``: fine-tune a trained run with fake quantization; write a new run.
+
+The output folder is an edgekit run like ``edgekit train`` writes (``model.keras``,
+``edgekit.json``, ``history.csv``): ``model.keras`` is the zoo's float architecture holding the
+QAT-trained weights (batch norm unfolded, with the statistics QAT froze), and
+``edgekit.json`` adds ``qat``: the learned activation ranges per float layer, which
+``edgekit export --quantize int8`` writes into the int8 files instead of calibrating.
+
+Work happens in a hidden sibling folder (``.NAME.qat-partial``) holding per-epoch checkpoints;
+it is renamed onto ``--out`` only when complete, so ``--out`` never holds a partial run, and
+``--resume`` continues from its last checkpoint. Epoch order and augmentation depend only on
+(seed, epoch) (``edgekit.train.dataset``), so a resumed run equals an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from edgekit import __version__
+
+STRATEGIES = ("default", "mirrored")  # multi-worker: every worker would write --out; not done
+PARTIAL_SUFFIX = ".qat-partial"
+
+
+def log(msg: str) -> None:
+    print(f"edgekit qat: {msg}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class QatConfig:
+    run: str  # the trained run to fine-tune
+    out: str
+    epochs: int = 1
+    batch_size: int = 128
+    lr: float = 1e-4  # peak; cosine decay to lr/100 (a fine-tune of a converged model)
+    strategy: str = "default"
+    resume: bool = False
+    data: str | None = None  # default: the run's training data
+    limit: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks = [(self.epochs >= 1, "epochs", self.epochs, "an integer >= 1"),
+                  (self.batch_size >= 1, "batch-size", self.batch_size, "an integer >= 1"),
+                  (np.isfinite(self.lr) and self.lr > 0, "lr", self.lr, "a number > 0"),
+                  (self.strategy in STRATEGIES, "strategy", self.strategy, f"one of {', '.join(STRATEGIES)}"),
+                  (self.limit is None or self.limit >= 2, "limit", self.limit, "an integer >= 2")]
+        for ok, name, value, expected in checks:
+            if not ok:
+                raise ValueError(f"--{name} got {value!r}; expected {expected}")
+
+
+def partial_dir(out: Path) -> Path:
+    return out.parent / f".{out.name}{PARTIAL_SUFFIX}"
+
+
+def read_source(run: str) -> dict:
+    """The trained run's metadata; ValueError naming RUN when it is no edgekit run."""
+    from edgekit.train.transfer import is_run_dir, read_run_metadata
+
+    path = Path(run)
+    if not path.exists():
+        raise ValueError(f"RUN got {run!r}: no such folder")
+    if not is_run_dir(path):
+        raise ValueError(f"RUN got {run!r}: not an edgekit run (expected a folder with model.keras and edgekit.json)")
+    meta = read_run_metadata(path)
+    if not isinstance(meta, dict) or "preprocess" not in meta:
+        raise ValueError(f"RUN got {run!r}: its edgekit.json records no preprocessing; not an edgekit run")
+    if "qat" in meta:
+        raise ValueError(f"RUN got {run!r}: it is a QAT run already; fine-tune the run it came from")
+    return meta
+
+
+def _check_out(cfg: QatConfig) -> tuple[Path, Path, dict | None]:
+    from edgekit.train.runstate import read_state
+
+    out = Path(cfg.out)
+    work = partial_dir(out)
+    if out.exists():
+        raise ValueError(f"--out {cfg.out!r} already exists; choose another folder")
+    existing = next(p for p in (out.parent, *out.parent.parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"--out {cfg.out!r} cannot be a folder: {str(existing)!r} is a file")
+    state = read_state(work) if work.is_dir() else None
+    if cfg.resume and state is None:
+        raise ValueError(f"--resume: no interrupted qat of {cfg.out!r} to resume (no checkpoint in {work})")
+    if not cfg.resume and work.exists():
+        raise ValueError(f"an interrupted qat of {cfg.out!r} exists in {work}; pass --resume to continue it "
+                         "or remove that folder")
+    return out, work, state
+
+
+def _data(cfg: QatConfig, meta: dict):
+    from edgekit.data import load_split
+
+    run_cfg = meta.get("config", {}) if isinstance(meta.get("config"), dict) else {}
+    data_path = cfg.data or (meta.get("data") or {}).get("path")
+    if not data_path:
+        raise ValueError("the run records no training data; pass --data")
+    train = load_split(data_path, run_cfg.get("split", "train"), val_fraction=run_cfg.get("val_fraction", 0.1),
+                       seed=run_cfg.get("seed", 0))
+    if cfg.limit is not None and cfg.limit < len(train):
+        pick = np.sort(np.random.default_rng(cfg.seed).choice(len(train), cfg.limit, replace=False))
+        train = train.subset(pick, source=f"{cfg.limit} images (seed {cfg.seed}) of {train.source}")
+    return train, run_cfg.get("augment", "flip")
+
+
+def _compile(model: keras.Model, lr: float, total_steps: int) -> None:
+    schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, total_steps), alpha=0.01)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=schedule),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+
+def qat(cfg: QatConfig) -> dict:
+    """Fine-tune ``cfg.run`` with fake quantization; write ``cfg.out``; return its metadata."""
+    import tensorflow as tf
+
+    from edgekit.data import parse_augment
+    from edgekit.models.safe_load import load_keras_model
+    from edgekit.runtime.spec import PreprocessSpec
+    from edgekit.train.dataset import EpochData
+    from edgekit.train.runstate import (EpochCheckpoint, atomic_save_model, atomic_write_text, load_checkpoint,
+                                        remove_stale_temps, trim_history)
+    from edgekit.train.strategy import make_strategy
+
+    from .transform import learned_ranges, qat_model, write_back
+
+    keras.utils.set_random_seed(cfg.seed)
+    tf.config.experimental.enable_op_determinism()
+    strategy = make_strategy(cfg.strategy)
+    meta = read_source(cfg.run)
+    out, work, state = _check_out(cfg)
+    source = Path(cfg.run) / "model.keras"
+    floating = load_keras_model(source)
+    train_data, augment = _data(cfg, meta)
+    spec = PreprocessSpec.from_dict(meta["preprocess"])
+    feed = EpochData(train_data, spec, cfg.batch_size, parse_augment(augment), None, cfg.seed)
+    t0 = time.perf_counter()
+    with strategy.scope():
+        # Refuses unsupported layers (UnsupportedLayer) before anything is written.
+        model = qat_model(floating) if state is None else load_checkpoint(work, state)
+        if state is None:
+            _compile(model, cfg.lr, feed.steps * cfg.epochs)
+        work.mkdir(parents=True, exist_ok=True)
+        start = state["epoch"] if state else 0
+        remove_stale_temps(work)
+        trim_history(work, start)
+        log(f"{len(train_data)} images, {strategy.num_replicas_in_sync} replica(s) ({cfg.strategy}); "
+            f"epochs {start + 1}..{cfg.epochs}")
+        history: dict[str, list] = {}
+        if start < cfg.epochs:
+            h = model.fit(feed.epochs(start, cfg.epochs), epochs=cfg.epochs, initial_epoch=start,
+                          steps_per_epoch=feed.steps, shuffle=False, verbose=2 if not sys.stderr.isatty() else 1,
+                          callbacks=[keras.callbacks.CSVLogger(str(work / "history.csv"), append=True),
+                                     EpochCheckpoint(work, "qat", {"config": asdict(cfg)})])
+            history = {k: [float(x) for x in v] for k, v in h.history.items()}
+    write_back(model, floating)
+    result = _metadata(cfg, meta, history, learned_ranges(model), time.perf_counter() - t0, strategy)
+    atomic_save_model(floating, work / "model.keras")
+    atomic_write_text(work / "edgekit.json", json.dumps(result, indent=2))
+    shutil.rmtree(work / "checkpoints", ignore_errors=True)
+    os.replace(work, out)  # the run appears complete or not at all
+    return result
+
+
+def _metadata(cfg: QatConfig, meta: dict, history: dict, ranges: dict, wall: float, strategy) -> dict:
+    result = {k: v for k, v in meta.items() if k not in ("history", "final", "transfer")}
+    result.update({
+        "edgekit_version": __version__,
+        "history": history,
+        "final": {k: v[-1] for k, v in history.items() if v},
+        "wall_seconds_this_invocation": round(wall, 1),
+        "replicas": strategy.num_replicas_in_sync,
+        "qat": {
+            "source_run": os.path.abspath(cfg.run),
+            "config": asdict(cfg),
+            "weights": "int8 symmetric per output channel, batch norm folded with frozen statistics",
+            "activations": "int8 asymmetric per tensor, EMA of batch min/max",
+            "ranges": ranges,
+        },
+    })
+    return result

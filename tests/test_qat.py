@@ -1,0 +1,317 @@
+"""Quantization-aware training (``edgekit qat``): the fake quantization, the QAT run folder,
+resume, the learned ranges in the int8 TFLite and ONNX files, and bad input.
+
+One tiny MobileNetV2 (alpha 0.35, 32x32) trained for a few seconds on the shipped real
+Fashion-MNIST sample, fine-tuned with QAT for two epochs of two steps."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from test_export import SAMPLE, train_run
+
+SPEC = dict(size=(32, 32), channels=1)
+QAT = dict(epochs=2, batch_size=32, limit=64, lr=1e-3)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from edgekit.models import create_model
+    from edgekit.runtime import PreprocessSpec
+
+    # BN momentum 0.9: a few dozen steps must give usable moving statistics.
+    model = create_model("mobilenet_v2", (32, 32, 1), 10, alpha=0.35, bn_momentum=0.9)
+    return train_run(tmp_path_factory.mktemp("runs") / "mnv2", model, PreprocessSpec(**SPEC), "mobilenet_v2", epochs=4)
+
+
+@pytest.fixture(scope="module")
+def qat_run(trained, tmp_path_factory):
+    from edgekit.qat import QatConfig, qat
+
+    out = tmp_path_factory.mktemp("qat") / "mnv2_qat"
+    qat(QatConfig(run=str(trained), out=str(out), **QAT))
+    return out
+
+
+@pytest.fixture(scope="module")
+def qat_files(qat_run, tmp_path_factory):
+    """int8 TFLite and ONNX of the QAT run with float I/O on the model's own input (so the
+    Keras simulation takes the same tensors as the files)."""
+    from edgekit.export import ExportOptions, Format, Precision, export_model
+
+    out = tmp_path_factory.mktemp("qat_files")
+    options = ExportOptions(formats=(Format.TFLITE, Format.ONNX), precisions=(Precision.INT8,), out_dir=out,
+                            io="float", input_color="native", num_validation=100, num_calibration=16)
+    report = export_model(qat_run, options, log=lambda line: None)
+    return report, {f.target.format.value: f.path for f in report.files}
+
+
+def _ranges(run) -> dict:
+    return json.loads((run / "edgekit.json").read_text())["qat"]["ranges"]
+
+
+def _qparams(low: float, high: float) -> tuple[float, int]:
+    """int8 scale and zero point of [low, high], as the int8 spec computes them."""
+    low, high = min(low, 0.0), max(high, 0.0)
+    scale = (high - low) / 255.0
+    return scale, int(np.clip(round(-128 - low / scale), -128, 127))
+
+
+# -- the fake quantization itself -----------------------------------------------------------------
+
+@pytest.mark.parametrize("low, high", [(-0.9, 1.3), (0.0, 6.0), (-3.7, 0.2), (0.5, 2.0)])  # no zero-point ties
+def test_fake_quant_activation_is_int8_round_trip_with_straight_through_gradient(low, high):
+    import tensorflow as tf
+
+    from edgekit.qat.fake_quant import fake_quant_activation
+
+    x = tf.constant(np.linspace(low - 1, high + 1, 1001, dtype=np.float32))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = fake_quant_activation(x, low, high)
+    grad = tape.gradient(y, x).numpy()
+    scale, zp = _qparams(low, high)
+    expected = (np.clip(np.round(x.numpy() / scale) + zp, -128, 127) - zp) * scale
+    np.testing.assert_allclose(y.numpy(), expected, atol=1e-5 * max(1.0, abs(high)))
+    lowest, highest = (-128 - zp) * scale, (127 - zp) * scale
+    inside = (x.numpy() > lowest + 1e-4) & (x.numpy() < highest - 1e-4)
+    assert np.all(grad[inside] == 1.0) and np.all(grad[(x.numpy() < lowest - 1e-4) | (x.numpy() > highest + 1e-4)] == 0)
+
+
+def test_fake_quant_weights_symmetric_per_output_channel():
+    from edgekit.qat.fake_quant import fake_quant_weights
+
+    w = np.random.default_rng(0).normal(size=(3, 3, 4, 5)).astype(np.float32) * np.arange(1, 6, dtype=np.float32)
+    q = np.asarray(fake_quant_weights(w, -1))
+    scale = np.abs(w).max(axis=(0, 1, 2)) / 127
+    steps = q / scale
+    np.testing.assert_allclose(steps, np.round(steps), atol=1e-3)  # on each channel's own grid
+    assert np.abs(steps).max() <= 127.001 and np.allclose(np.abs(steps).max(axis=(0, 1, 2)), 127, atol=1e-3)
+
+
+# -- the QAT run ----------------------------------------------------------------------------------
+
+def test_qat_run_is_an_edgekit_run_with_its_ranges(trained, qat_run):
+    import keras
+
+    for name in ("model.keras", "edgekit.json", "history.csv"):
+        assert (qat_run / name).is_file()
+    assert not any(p.name.startswith(".") for p in qat_run.parent.iterdir())  # no partial folder left
+    info = json.loads((qat_run / "edgekit.json").read_text())
+    assert info["architecture"] == "mobilenet_v2" and len(info["history"]["loss"]) == 2
+    ranges = info["qat"]["ranges"]
+    source = keras.models.load_model(trained / "model.keras", compile=False)
+    convs = [layer.name for layer in source.layers if type(layer).__name__ in ("Conv2D", "DepthwiseConv2D")]
+    adds = [layer.name for layer in source.layers if type(layer).__name__ == "Add"]
+    covered = {name for r in ranges.values() for name in r["layers"]}
+    assert set(convs) <= covered and set(adds) <= set(ranges) and "input_layer" in ranges
+    assert all(r["min"] <= 0.0 <= r["max"] or r["min"] < r["max"] for r in ranges.values())
+    assert ranges["Conv1_relu"]["min"] >= 0.0 and ranges["Conv1_relu"]["max"] <= 6.0  # a ReLU6 output
+    # model.keras is the zoo's float model with the fine-tuned weights (the converters' input).
+    tuned = keras.models.load_model(qat_run / "model.keras", compile=False)
+    assert [layer.name for layer in tuned.layers] == [layer.name for layer in source.layers]
+    assert not np.allclose(tuned.get_layer("Conv1").get_weights()[0], source.get_layer("Conv1").get_weights()[0])
+
+
+def test_resume_equals_uninterrupted(trained, qat_run, tmp_path, monkeypatch):
+    import keras
+
+    from edgekit.qat import QatConfig, qat
+    from edgekit.qat.run import partial_dir
+    from edgekit.train import runstate
+
+    original = runstate.EpochCheckpoint.on_epoch_end
+
+    def crash_after_first(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if epoch == 0:
+            raise KeyboardInterrupt("simulated kill after epoch 1")
+
+    out = tmp_path / "cut"
+    monkeypatch.setattr(runstate.EpochCheckpoint, "on_epoch_end", crash_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        qat(QatConfig(run=str(trained), out=str(out), **QAT))
+    monkeypatch.setattr(runstate.EpochCheckpoint, "on_epoch_end", original)
+    assert not out.exists() and runstate.read_state(partial_dir(out))["epoch"] == 1
+    with pytest.raises(ValueError, match="--resume"):
+        qat(QatConfig(run=str(trained), out=str(out), **QAT))
+    meta = qat(QatConfig(run=str(trained), out=str(out), resume=True, **QAT))
+    assert len(meta["history"]["loss"]) == 1 and not partial_dir(out).exists()
+    full = keras.models.load_model(qat_run / "model.keras", compile=False).get_weights()
+    resumed = keras.models.load_model(out / "model.keras", compile=False).get_weights()
+    for a, b in zip(full, resumed):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    for key, r in _ranges(qat_run).items():
+        assert _ranges(out)[key]["min"] == pytest.approx(r["min"], rel=1e-5, abs=1e-6), key
+        assert _ranges(out)[key]["max"] == pytest.approx(r["max"], rel=1e-5, abs=1e-6), key
+
+
+# -- the learned ranges in the int8 files ---------------------------------------------------------
+
+def test_tflite_tensor_scales_are_the_learned_ranges(qat_run, qat_files):
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    report, paths = qat_files
+    ranges = _ranges(qat_run)
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(paths["tflite"].read_bytes()))
+    checked = 0
+    for tensor in model.subgraphs[0].tensors:
+        name = tensor.name.decode()
+        q = tensor.quantization
+        if q is None or q.scale is None or len(q.scale) != 1 or not ("Relu6" in name or name.endswith("/Add")):
+            continue
+        layer = name.split(";")[0].split("/")[1].rsplit("_", 1)[0]  # model/block_2_add_1/Add -> block_2_add
+        key = next(k for k, r in ranges.items() if layer in r["layers"])
+        scale, zp = _qparams(ranges[key]["min"], ranges[key]["max"])
+        assert q.scale[0] == pytest.approx(scale, rel=1e-5) and q.zeroPoint[0] == zp, name
+        checked += 1
+    assert checked >= 35  # every ReLU6 output and Add of MobileNetV2
+    notes = report.files[0].notes
+    assert notes["qat"]["learned_ranges"] == len(ranges) and notes["budget"]["applied"] is False
+    assert "QAT" in notes["budget"]["why"] and notes["calibration_method"] == "ranges learned by QAT"
+
+
+def test_onnx_activation_scales_are_the_learned_ranges(qat_run, qat_files):
+    """Either int8 format onnxruntime writes: QDQ (QuantizeLinear's scale input) or QOperator
+    (QLinear* ops reading the ``<tensor>_scale`` initializer)."""
+    import onnx
+    from onnx import numpy_helper
+
+    report, paths = qat_files
+    ranges = _ranges(qat_run)
+    graph = onnx.load(str(paths["onnx"])).graph
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    scales = {name[:-len("_scale")]: float(v) for name, v in inits.items() if name.endswith("_scale") and v.size == 1}
+    scales.update({n.input[0]: float(inits[n.input[1]]) for n in graph.node if n.op_type == "QuantizeLinear"})
+    checked = 0
+    for tensor, scale in scales.items():
+        # ReLU6 outputs, Adds, and depthwise outputs (tf2onnx names them after the batch norm)
+        if not any(tag in tensor for tag in ("Relu6:0", "/Add:0", "batchnorm/add_1:0")):
+            continue
+        layer = tensor.split("/")[1].rsplit("_", 1)[0]
+        key = next(k for k, r in ranges.items() if layer in r["layers"])
+        assert scale == pytest.approx(_qparams(ranges[key]["min"], ranges[key]["max"])[0], rel=1e-5), tensor
+        checked += 1
+    assert checked >= 20, checked  # MobileNetV2 0.35: 10 Adds, 17 depthwise convolutions
+    assert report.files[1].notes["qat"]["learned_ranges"] >= len(ranges) - 1  # the logits: float head
+    assert report.files[1].notes["budget"]["applied"] is False
+
+
+def test_keras_simulation_matches_the_int8_files(qat_run, qat_files):
+    """The fake-quantized Keras model's scores are closer to each int8 file's than the float
+    model's are: it computes what the files compute (up to integer rounding)."""
+    import keras
+
+    from edgekit.data import load_split
+    from edgekit.qat.transform import load_qat_model
+    from edgekit.runtime import Model
+    from edgekit.runtime.spec import PreprocessSpec
+    from edgekit.train.dataset import EpochData
+
+    data = load_split(SAMPLE, "test")
+    x = np.concatenate([b[0].numpy() for b in EpochData(data, PreprocessSpec(**SPEC), 64).once()])[:100]
+    simulated = load_qat_model(qat_run).predict(x, verbose=0)
+    floating = keras.models.load_model(qat_run / "model.keras", compile=False).predict(x, verbose=0)
+    for fmt, path in qat_files[1].items():
+        model = Model(path)
+        scores = np.concatenate([model.predict(x[i:i + 1]) for i in range(len(x))])
+        sim_gap, float_gap = np.abs(scores - simulated).mean(), np.abs(scores - floating).mean()
+        assert sim_gap < float_gap, (fmt, sim_gap, float_gap)
+
+
+# -- bad input ------------------------------------------------------------------------------------
+
+def _cli(*args):
+    from click.testing import CliRunner
+
+    from edgekit.cli.main import main
+
+    return CliRunner().invoke(main, list(map(str, args)))
+
+
+def _one_line_exit_2(result, *words):
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 2, (result.exit_code, result.stderr)
+    assert len(lines) == 1 and lines[0].startswith("edgekit: error: "), result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def lenet_run(tmp_path_factory):
+    """A run whose architecture has layers QAT cannot wrap (pooling, Dense with ReLU)."""
+    from edgekit.models import create_model
+    from edgekit.runtime import PreprocessSpec
+
+    folder = tmp_path_factory.mktemp("lenet") / "lenet"
+    folder.mkdir()
+    create_model("lenet5", (32, 32, 1), 10).save(folder / "model.keras")
+    (folder / "edgekit.json").write_text(json.dumps({
+        "architecture": "lenet5", "preprocess": PreprocessSpec(**SPEC).to_dict(),
+        "class_names": [str(i) for i in range(10)], "data": {"path": str(SAMPLE)}}))
+    return folder
+
+
+@pytest.mark.parametrize("case", ["missing", "empty folder", "file", "no edgekit.json", "unsupported layers"])
+def test_bad_run_is_one_line_exit_2_and_writes_nothing(case, trained, lenet_run, tmp_path):
+    run = {"missing": tmp_path / "nope", "empty folder": tmp_path / "empty", "file": tmp_path / "x.txt",
+           "no edgekit.json": tmp_path / "half", "unsupported layers": lenet_run}[case]
+    if case == "empty folder":
+        run.mkdir()
+    elif case == "file":
+        run.write_text("not a run")
+    elif case == "no edgekit.json":
+        run.mkdir()
+        (run / "model.keras").write_bytes((trained / "model.keras").read_bytes())
+    out = tmp_path / "out" / "qat"
+    result = _cli("qat", run, "--out", out, "--epochs", "1")
+    if case == "unsupported layers":
+        _one_line_exit_2(result, "layer '", "cannot be fake-quantized")
+    else:
+        _one_line_exit_2(result, repr(str(run)))
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_refuses_calibration_for_a_qat_run(qat_run, tmp_path):
+    out = tmp_path / "files"
+    result = _cli("export", qat_run, "--quantize", "int8", "--calibration", SAMPLE, "--out", out)
+    _one_line_exit_2(result, "QAT run", "--calibration")
+    assert not out.exists()
+
+
+MIRRORED_SCRIPT = textwrap.dedent("""
+    import os, sys, json
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from edgekit.qat import QatConfig, qat
+    meta = qat(QatConfig(run=sys.argv[1], out=sys.argv[2], strategy="mirrored", **json.loads(sys.argv[3])))
+    print(json.dumps({"replicas": meta["replicas"], "history": meta["history"]}))
+""")
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_on_two_logical_cpus(trained, qat_run, tmp_path):
+    """Two replicas train on the halves of the same global batches: the same losses as one device
+    (to float tolerance), and ranges averaged over the replicas."""
+    out = tmp_path / "m"
+    p = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(trained), str(out), json.dumps(QAT)],
+                       capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert p.returncode == 0, p.stderr[-3000:]
+    result = json.loads(p.stdout.strip().splitlines()[-1])
+    assert result["replicas"] == 2
+    one = json.loads((qat_run / "edgekit.json").read_text())["history"]
+    np.testing.assert_allclose(result["history"]["loss"], one["loss"], rtol=0.05)
+    mirrored, single = _ranges(out), _ranges(qat_run)
+    assert set(mirrored) == set(single)
+    assert all(np.isfinite([r["min"], r["max"]]).all() and r["min"] <= r["max"] for r in mirrored.values())
+    assert (out / "model.keras").is_file() and os.path.getsize(out / "model.keras") > 0
