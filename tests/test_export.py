@@ -38,10 +38,18 @@ def train_run(folder, model, spec, architecture: str, epochs: int):
     data = load_split(SAMPLE, "train")
     model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
     model.fit(make_dataset(data, spec, 32, training=True), epochs=epochs, verbose=0)
+    return save_run(folder, model, spec, architecture)
+
+
+def save_run(folder, model, spec, architecture: str):
+    """Save ``model`` in ``folder`` as ``edgekit train`` writes a run on the shipped sample."""
+    from edgekit.data import load_split
+
+    class_names = load_split(SAMPLE, "train").class_names
     folder.mkdir()
     model.save(folder / "model.keras")
     (folder / "edgekit.json").write_text(json.dumps({
-        "architecture": architecture, "preprocess": spec.to_dict(), "class_names": list(data.class_names),
+        "architecture": architecture, "preprocess": spec.to_dict(), "class_names": list(class_names),
         "data": {"path": str(SAMPLE), "split": "train", "fingerprint": "test"}}))
     return folder
 

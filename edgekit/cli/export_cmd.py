@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .common import CliError, emit_json, quiet_tensorflow, run_checked, stdout_to_stderr
+from .common import CliError, InternalError, emit_json, quiet_tensorflow, run_checked, stdout_to_stderr
 from .tables import print_table
 
 # Choices come from the export package's Enums; listed here so that --help works without
@@ -78,8 +78,8 @@ def export_command(model: Path, formats: str, precisions: str, calibration, num_
     if max_accuracy_drop is not None and embedding:
         raise CliError("--max-accuracy-drop needs class scores; an --embedding file has none")
     with stdout_to_stderr(as_json):
-        from ..export import (DEFAULT_MAX_DROP_PP, ActivationType, CalibrationMethod, ExportOptions, Format,
-                              OnnxQuantFormat, Precision, export_model, parse_choices)
+        from ..export import (DEFAULT_MAX_DROP_PP, ActivationType, CalibrationMethod, ConverterError, ExportOptions,
+                              Format, OnnxQuantFormat, Precision, export_model, parse_choices)
 
         options = run_checked(lambda: ExportOptions(
             formats=parse_choices(formats, Format, "--format"),
@@ -93,9 +93,11 @@ def export_command(model: Path, formats: str, precisions: str, calibration, num_
             max_accuracy_drop=DEFAULT_MAX_DROP_PP if max_accuracy_drop is None else max_accuracy_drop))
         try:
             result = run_checked(export_model, model, options)
-        except RuntimeError as exc:  # converter failures (TF's ConverterError is a RuntimeError)
+        except ConverterError as exc:  # a converter raised: not the user's input (names tool and target)
+            raise InternalError(str(exc)) from None
+        except RuntimeError as exc:  # any other failure after the input was accepted
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise click.ClickException(f"export failed: {first}") from None
+            raise InternalError(f"export failed: {first}") from None
     if as_json:
         emit_json(result.to_dict())
     else:

@@ -25,32 +25,61 @@ from typing import Iterator
 import numpy as np
 
 from .context import ConversionContext
+from .errors import converting
 from .inputs import ADAPTER_NAME
 from .cpu import default_onnx_quant
 from .options import ActivationType, CalibrationMethod, OnnxQuantFormat
 
 OPSET = 17
 INPUT_NAME = "input"
+TF2ONNX = "tf2onnx"
+QUANTIZER = "onnxruntime quantization"
 
 
 def keras_to_onnx(model, input_shape: tuple[int, int, int], nchw: bool) -> bytes:
+    """The float ONNX graph of ``model``: one input (``INPUT_NAME``), every other tensor constant.
+
+    The forward pass is traced and frozen here, and tf2onnx is given the one input by name.
+    ``tf2onnx.convert.from_function`` would instead take every placeholder of the concrete
+    function that is not a variable handle as a graph input; the constants a layer captures as
+    eager tensors (Keras 3's ``Normalization`` computes its mean and variance once, in
+    ``finalize_state``, and EfficientNet B0-B7 carry that layer) are such placeholders, so
+    they became inputs that no caller feeds.
+    """
     import onnx
-    import tensorflow as tf
     import tf2onnx
+    from tensorflow.python.util import deprecation
+
+    forward = _frozen_forward(model, input_shape, nchw)
+    (inp,), outputs = forward.inputs, forward.outputs
+    with deprecation.silence():  # from_graph_def re-freezes with TF1's graph_util: a warning per run
+        proto, _ = tf2onnx.convert.from_graph_def(
+            forward.graph.as_graph_def(), name=model.name, input_names=[inp.name],
+            output_names=[t.name for t in outputs], opset=OPSET, tensors_to_rename={inp.name: INPUT_NAME})
+    names = [i.name for i in proto.graph.input]
+    if names != [INPUT_NAME]:
+        raise RuntimeError(f"tf2onnx made graph inputs {names}; expected only {INPUT_NAME!r}")
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
+
+
+def _frozen_forward(model, input_shape: tuple[int, int, int], nchw: bool):
+    """The inference forward pass as a concrete function whose variables and captured
+    tensors are all constants (TensorFlow's own freezing, as tf2onnx uses it)."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     h, w, c = input_shape
     shape = [None, c, h, w] if nchw else [None, h, w, c]
-    signature = [tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)]
 
-    @tf.function(input_signature=signature)
+    @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)])
     def forward(x):
         if nchw:
             x = tf.transpose(x, [0, 2, 3, 1])
         return model(x, training=False)
 
-    proto, _ = tf2onnx.convert.from_function(forward, input_signature=signature, opset=OPSET)
-    onnx.checker.check_model(proto)
-    return proto.SerializeToString()
+    return convert_variables_to_constants_v2(forward.get_concrete_function(), lower_control_flow=False,
+                                             aggressive_inlining=True)
 
 
 def convert_fp32(ctx: ConversionContext) -> bytes:
@@ -177,7 +206,8 @@ def pre_processed(ctx: ConversionContext) -> Path:
         (work / "float.onnx").write_bytes(ctx.onnx_float)
         # sympy (needed for symbolic shape inference) is not an edgekit dependency; shapes here
         # are static apart from the batch, which onnx's own shape inference handles.
-        quant_pre_process(str(work / "float.onnx"), str(work / "pre.onnx"), skip_symbolic_shape=True)
+        with converting(QUANTIZER):
+            quant_pre_process(str(work / "float.onnx"), str(work / "pre.onnx"), skip_symbolic_shape=True)
     return work / "pre.onnx"
 
 
@@ -191,14 +221,15 @@ def quantize(ctx: ConversionContext, fmt: OnnxQuantFormat, act: ActivationType,
     pre = pre_processed(ctx)
     out = ctx.workdir / "int8.onnx"
     images = ctx.require_calibration() if calibration is None else calibration
-    q.quantize_static(
-        str(pre), str(out), _Reader(images, ctx.options.nchw),
-        quant_format=q.QuantFormat.QDQ if fmt is OnnxQuantFormat.QDQ else q.QuantFormat.QOperator,
-        activation_type=q.QuantType.QInt8 if act is ActivationType.INT8 else q.QuantType.QUInt8,
-        weight_type=q.QuantType.QInt8, per_channel=True, reduce_range=reduce_range,
-        calibrate_method=getattr(q.CalibrationMethod, _METHODS[method]),
-        nodes_to_exclude=float_nodes(pre, ctx.options.int8_head == "float", has_adapter(ctx.model)) + list(exclude),
-    )
+    with converting(QUANTIZER):
+        q.quantize_static(
+            str(pre), str(out), _Reader(images, ctx.options.nchw),
+            quant_format=q.QuantFormat.QDQ if fmt is OnnxQuantFormat.QDQ else q.QuantFormat.QOperator,
+            activation_type=q.QuantType.QInt8 if act is ActivationType.INT8 else q.QuantType.QUInt8,
+            weight_type=q.QuantType.QInt8, per_channel=True, reduce_range=reduce_range,
+            calibrate_method=getattr(q.CalibrationMethod, _METHODS[method]),
+            nodes_to_exclude=float_nodes(pre, ctx.options.int8_head == "float", has_adapter(ctx.model)) + list(exclude),
+        )
     return out.read_bytes()
 
 
