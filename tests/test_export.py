@@ -494,3 +494,34 @@ def test_calibration_method_default_follows_memory(run_dir):
     assert onnx_convert.choose_calibration_method(forced) == (CalibrationMethod.ENTROPY, "chosen on the command line")
     for c in (ctx, forced):
         c.close()
+
+
+@pytest.mark.parametrize("asked", [None, "percentile"])
+def test_percentile_histogram_failure_falls_back_to_minmax_only_by_default(run_dir, tmp_path, monkeypatch, asked):
+    """onnxruntime's percentile calibrator raises numpy's "Too many bins" on a near-constant
+    tensor: the default choice then falls back to minmax (and says so); an asked one fails as
+    the quantizer's failure."""
+    import numpy as np
+    import onnxruntime.quantization as q
+
+    from edgekit.export import CalibrationMethod, ConverterError, ExportOptions, Format, Precision, export_model
+
+    real = q.quantize_static
+
+    def narrow_histograms(*args, **kwargs):
+        if kwargs["calibrate_method"] == q.CalibrationMethod.Percentile:
+            np.histogram(np.array([1.0, 1.0 + 1e-7], np.float32), bins=2048)  # raises like the collector
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(q, "quantize_static", narrow_histograms)
+    options = ExportOptions(formats=(Format.ONNX,), precisions=(Precision.INT8,), out_dir=tmp_path,
+                            num_validation=50, max_accuracy_drop=None,
+                            calibration_method=CalibrationMethod(asked) if asked else None)
+    if asked:
+        with pytest.raises(ConverterError, match="onnxruntime quantization failed on onnx/int8: ValueError: Too many bins"):
+            export_model(run_dir, options, log=lambda line: None)
+        assert not list(tmp_path.glob("*.onnx"))
+        return
+    (f,) = export_model(run_dir, options, log=lambda line: None).files
+    assert f.notes["calibration_method"] == "minmax" and "Too many bins" in f.notes["calibration_method_why"]
+    assert f.error is None and f.validation.agreement >= 0.8

@@ -57,10 +57,11 @@ def _registry_cases() -> list[Case]:
 
 
 def _cases() -> list:
-    tiny = [pytest.param(c, id=c.id) for c in TINY.values() if c is not None]
+    tiny = [c for c in TINY.values() if c is not None]
     extra = [Case(f, 32, (("alpha", a),)) for f, alphas in MORE_ALPHAS.items() for a in alphas]
-    slow = [pytest.param(c, id=c.id, marks=pytest.mark.slow) for c in _registry_cases() + extra]
-    return tiny + slow
+    slow = [c for c in _registry_cases() + extra if c not in tiny]
+    return ([pytest.param(c, id=c.id) for c in tiny]
+            + [pytest.param(c, id=c.id, marks=pytest.mark.slow) for c in slow])
 
 
 def _target_keys() -> list[str]:

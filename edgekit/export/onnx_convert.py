@@ -25,7 +25,7 @@ from typing import Iterator
 import numpy as np
 
 from .context import ConversionContext
-from .errors import converting
+from .errors import ConverterError, converting
 from .inputs import ADAPTER_NAME
 from .cpu import default_onnx_quant
 from .options import ActivationType, CalibrationMethod, OnnxQuantFormat
@@ -132,10 +132,10 @@ def _quantize_int8(ctx: ConversionContext) -> bytes:
     auto = default_onnx_quant()
     fmt = opts.onnx_quant_format or auto.quant_format
     act = opts.onnx_activation_type or auto.activation_type
-    method, method_why = choose_calibration_method(ctx)
+    chosen, chosen_why = choose_calibration_method(ctx)
     notes = ctx.notes["onnx/int8"] = {
         "quant_format": fmt.value, "activation_type": act.value, "weight_type": "int8", "per_channel": True,
-        "calibration_method": method.value, "calibration_method_why": method_why,
+        "calibration_method": chosen.value, "calibration_method_why": chosen_why,
         "float_head": opts.int8_head == "float",
         "why": _why(opts.onnx_quant_format, opts.onnx_activation_type, auto.reason),
     }
@@ -144,8 +144,11 @@ def _quantize_int8(ctx: ConversionContext) -> bytes:
     reduce_range = auto.reduce_range and act is ActivationType.UINT8
     notes["reduce_range"] = reduce_range
 
+    def method() -> CalibrationMethod:  # as the notes say: _plain may fall back to minmax
+        return CalibrationMethod(notes["calibration_method"])
+
     def build(kept: list[str]) -> bytes:
-        data = quantize(ctx, fmt, act, method, exclude=kept, reduce_range=reduce_range)
+        data = quantize(ctx, fmt, act, method(), exclude=kept, reduce_range=reduce_range)
         if opts.int8_head == "float":
             data, notes["int8_weight_float_nodes"] = int8_weights_for_float_head(data)
         data, removed = compact(data)
@@ -153,8 +156,27 @@ def _quantize_int8(ctx: ConversionContext) -> bytes:
         return data
 
     layout = "NCHW" if opts.nchw else "NHWC"
-    return budget.apply(ctx, "onnx/int8", build([]), ".onnx", build=build, layout=layout,
-                        ranking=lambda: onnx_sensitivity.ranked_nodes(ctx, act, method, reduce_range))
+    return budget.apply(ctx, "onnx/int8", _plain(ctx, build, notes), ".onnx", build=build, layout=layout,
+                        ranking=lambda: onnx_sensitivity.ranked_nodes(ctx, act, method(), reduce_range))
+
+
+HISTOGRAM_FAILURE = "Too many bins for data range"  # numpy.histogram's ValueError
+
+
+def _plain(ctx: ConversionContext, build, notes: dict) -> bytes:
+    """``build([])``, or with minmax calibration when percentile was only the default and its
+    histograms failed: numpy cannot cut 2048 bins from a tensor whose calibration values lie
+    within a few float32 steps of each other (a saturated sigmoid, an untrained network's
+    vanished activations), and onnxruntime's calibrator does not guard against it."""
+    try:
+        return build([])
+    except ConverterError as exc:
+        if ctx.options.calibration_method is not None or HISTOGRAM_FAILURE not in exc.cause:
+            raise
+        cause = exc.cause
+    notes["calibration_method"] = CalibrationMethod.MINMAX.value
+    notes["calibration_method_why"] = f"minmax: percentile's histograms failed ({cause})"
+    return build([])
 
 
 def _why(fmt: OnnxQuantFormat | None, act: ActivationType | None, default_reason: str) -> str:
