@@ -2,9 +2,12 @@
 (https://onnxruntime.ai/docs/performance/model-optimizations/quantization.html).
 
 The float graph is NHWC as trained; ``nchw`` puts a transpose in front so the file takes NCHW
-input. int8 runs ``quant_pre_process`` (graph optimisation and shape inference) and then
+input. It is traced and frozen by edgekit (every variable and captured tensor a constant) and
+handed to tf2onnx with its one input named, so that in-model constants never become inputs.
+int8 runs ``quant_pre_process`` (graph optimisation and shape inference) and then
 ``quantize_static`` with per-channel weights, the chosen calibration method and a
-CalibrationDataReader over the same calibration batches TFLite uses.
+CalibrationDataReader over the same calibration batches TFLite uses (minmax when the default
+percentile's histograms fail, see ``_plain``).
 
 ``compact`` then removes what the quantizer leaves behind but no runtime reads: the
 ``value_info`` of ``quant_pre_process``'s shape inference (onnxruntime infers shapes at load),
