@@ -283,6 +283,24 @@ def test_fp32_disagreement_is_not_written(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_a_file_the_runtime_refuses_is_the_converters_failure(tmp_path):
+    """A converter that returns bytes edgekit's runtime cannot load: a ConverterError naming the
+    tool and the target (an internal failure, not a ValueError of bad input), nothing left."""
+    from dataclasses import replace
+
+    from edgekit.export import ConverterError, get_target
+    from edgekit.export.writer import export_target
+    from edgekit.runtime import Model
+
+    garbage = replace(get_target("onnx", "fp32"), convert=lambda ctx: b"\x08\x07 not an onnx model")
+    ctx = type("Ctx", (), {"notes": {}})()
+    with pytest.raises(ConverterError) as info:
+        export_target(garbage, ctx, tmp_path / "m_fp32.onnx", lambda p: Model(p), strict=True, log=lambda s: None)
+    assert not isinstance(info.value, ValueError)
+    assert str(info.value).startswith("tf2onnx failed on onnx/fp32: its file does not load or run: ")
+    assert len(str(info.value).splitlines()) == 1 and os.listdir(tmp_path) == []
+
+
 # -- int8 ONNX compaction: only what no runtime reads goes, outputs and fusions stay -----------
 
 def _dq(x, scale, zp=None, name=""):
