@@ -6,8 +6,10 @@ By default one tiny case per family runs (32x32 or the family's minimum input, s
 width and depth, 10 classes); ``-m slow`` adds every registered variant at its smallest input
 with its own widths, and MobileNet v1/v2 at the other usual alphas. The models are untrained
 but their batch-norm statistics are computed on the shipped Fashion-MNIST sample
-(``edgekit.train.precise_bn``), so activations have realistic ranges and the Keras model
-predicts more than one class; calibration and validation use the same sample.
+(``edgekit.train.precise_bn``; a data-dependent initialisation for the families without batch
+norm) and their classifier scaled to a trained model's logit spread, so activations have
+realistic ranges and the Keras model predicts more than one class; calibration and validation
+use the same sample.
 """
 
 from __future__ import annotations
@@ -100,9 +102,31 @@ def _model(case: Case):
                          mean=(spec.mean,), std=(spec.std,))
     batches = [x for x, _ in make_dataset(load_split(SAMPLE, "train"), pre, 32, training=False,
                                           shuffle=False).take(4).as_numpy_iterator()]
-    recompute_batchnorm(model, batches)
+    if not recompute_batchnorm(model, batches):
+        _data_dependent_init(model, batches[0])
     _temper_classifier(model, batches[0])
     return model, pre
+
+
+def _data_dependent_init(model, x) -> None:
+    """Give each weighted layer but the classifier, in order, zero mean and unit variance per
+    output channel before its activation on ``x`` (the data-dependent initialisation of
+    Salimans & Kingma 2016, arXiv:1602.07868, sec. 3): what batch norm's statistics do for the
+    other families. Untrained VGG-16 otherwise maps every image to nearly the same features
+    over 13 ReLU convolutions and gives them all the same class."""
+    import keras
+    import numpy as np
+
+    for layer in [layer for layer in model.layers if layer.weights][:-1]:
+        activation, layer.activation = layer.activation, keras.activations.linear
+        try:
+            z = np.asarray(keras.Model(model.inputs, layer.output)(x))
+        finally:
+            layer.activation = activation
+        axes = tuple(range(z.ndim - 1))
+        mean, std = z.mean(axes), np.maximum(z.std(axes), 1e-6)
+        kernel, bias = layer.get_weights()
+        layer.set_weights([kernel / std, (bias - mean) / std])
 
 
 def _temper_classifier(model, x, spread: float = 8.0) -> None:
