@@ -75,7 +75,9 @@ def _frozen_forward(model, input_shape: tuple[int, int, int], nchw: bool):
     h, w, c = input_shape
     shape = [None, c, h, w] if nchw else [None, h, w, c]
 
-    @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)])
+    # autograph=False: no tensor-dependent control flow to convert (``nchw`` is a Python bool),
+    # and autograph cannot read a nested function's source ("closure mismatch" warning).
+    @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)], autograph=False)
     def forward(x):
         if nchw:
             x = tf.transpose(x, [0, 2, 3, 1])
