@@ -100,7 +100,8 @@ class FamilyExport(NamedTuple):
 
 
 def _model(case: Case):
-    """The case's model, its preprocessing, and batch-norm statistics from the sample."""
+    """The case's model and preprocessing, with batch-norm statistics (or a data-dependent
+    initialisation) from the sample and a tempered classifier."""
     import keras
 
     from edgekit.data import load_split, make_dataset
