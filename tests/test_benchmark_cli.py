@@ -111,7 +111,8 @@ def test_a_failed_target_is_a_row_not_the_end(run_dir, tmp_path, monkeypatch):
     result = _invoke("benchmark", run_dir, "--data", SAMPLE, "--formats", "tflite", "--quantize", "fp32,int8",
                      "--num-images", "20", "--runs", "5", "--warmup", "0", "--out", tmp_path)
     assert result.exit_code == 0, result.output
-    assert "FAILED tflite/int8: export failed: converter exploded second line" in result.stdout.splitlines()
+    assert ("FAILED tflite/int8: export failed: TFLiteConverter failed on tflite/int8: RuntimeError: converter exploded"
+            in result.stdout.splitlines())
     rows = {r["precision"]: r for r in json.loads((tmp_path / "benchmark.json").read_text())["rows"]}
     assert rows["int8"]["status"] == "failed" and rows["int8"]["latency_ms"] is None
     assert rows["fp32"]["status"] == "ok" and rows["fp32"]["latency_ms"]["runs"] == 5

@@ -38,10 +38,18 @@ def train_run(folder, model, spec, architecture: str, epochs: int):
     data = load_split(SAMPLE, "train")
     model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
     model.fit(make_dataset(data, spec, 32, training=True), epochs=epochs, verbose=0)
+    return save_run(folder, model, spec, architecture)
+
+
+def save_run(folder, model, spec, architecture: str):
+    """Save ``model`` in ``folder`` as ``edgekit train`` writes a run on the shipped sample."""
+    from edgekit.data import load_split
+
+    class_names = load_split(SAMPLE, "train").class_names
     folder.mkdir()
     model.save(folder / "model.keras")
     (folder / "edgekit.json").write_text(json.dumps({
-        "architecture": architecture, "preprocess": spec.to_dict(), "class_names": list(data.class_names),
+        "architecture": architecture, "preprocess": spec.to_dict(), "class_names": list(class_names),
         "data": {"path": str(SAMPLE), "split": "train", "fingerprint": "test"}}))
     return folder
 
@@ -292,6 +300,24 @@ def test_fp32_disagreement_is_not_written(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_a_file_the_runtime_refuses_is_the_converters_failure(tmp_path):
+    """A converter that returns bytes edgekit's runtime cannot load: a ConverterError naming the
+    tool and the target (an internal failure, not a ValueError of bad input), nothing left."""
+    from dataclasses import replace
+
+    from edgekit.export import ConverterError, get_target
+    from edgekit.export.writer import export_target
+    from edgekit.runtime import Model
+
+    garbage = replace(get_target("onnx", "fp32"), convert=lambda ctx: b"\x08\x07 not an onnx model")
+    ctx = type("Ctx", (), {"notes": {}})()
+    with pytest.raises(ConverterError) as info:
+        export_target(garbage, ctx, tmp_path / "m_fp32.onnx", lambda p: Model(p), strict=True, log=lambda s: None)
+    assert not isinstance(info.value, ValueError)
+    assert str(info.value).startswith("tf2onnx failed on onnx/fp32: its file does not load or run: ")
+    assert len(str(info.value).splitlines()) == 1 and os.listdir(tmp_path) == []
+
+
 # -- int8 ONNX compaction: only what no runtime reads goes, outputs and fusions stay -----------
 
 def _dq(x, scale, zp=None, name=""):
@@ -503,3 +529,34 @@ def test_calibration_method_default_follows_memory(run_dir):
     assert onnx_convert.choose_calibration_method(forced) == (CalibrationMethod.ENTROPY, "chosen on the command line")
     for c in (ctx, forced):
         c.close()
+
+
+@pytest.mark.parametrize("asked", [None, "percentile"])
+def test_percentile_histogram_failure_falls_back_to_minmax_only_by_default(run_dir, tmp_path, monkeypatch, asked):
+    """onnxruntime's percentile calibrator raises numpy's "Too many bins" on a near-constant
+    tensor: the default choice then falls back to minmax (and says so); an asked one fails as
+    the quantizer's failure."""
+    import numpy as np
+    import onnxruntime.quantization as q
+
+    from edgekit.export import CalibrationMethod, ConverterError, ExportOptions, Format, Precision, export_model
+
+    real = q.quantize_static
+
+    def narrow_histograms(*args, **kwargs):
+        if kwargs["calibrate_method"] == q.CalibrationMethod.Percentile:
+            np.histogram(np.array([1.0, 1.0 + 1e-7], np.float32), bins=2048)  # raises like the collector
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(q, "quantize_static", narrow_histograms)
+    options = ExportOptions(formats=(Format.ONNX,), precisions=(Precision.INT8,), out_dir=tmp_path,
+                            num_validation=50, max_accuracy_drop=None,
+                            calibration_method=CalibrationMethod(asked) if asked else None)
+    if asked:
+        with pytest.raises(ConverterError, match="onnxruntime quantization failed on onnx/int8: ValueError: Too many bins"):
+            export_model(run_dir, options, log=lambda line: None)
+        assert not list(tmp_path.glob("*.onnx"))
+        return
+    (f,) = export_model(run_dir, options, log=lambda line: None).files
+    assert f.notes["calibration_method"] == "minmax" and "Too many bins" in f.notes["calibration_method_why"]
+    assert f.error is None and f.validation.agreement >= 0.8

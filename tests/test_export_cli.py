@@ -15,8 +15,12 @@ from test_export import run_dir  # noqa: F401 - the shared module fixture
 SAMPLE = REPO / "calibration" / "fashion-mnist"
 
 
-def _edgekit(*args, cwd=None):
+def _edgekit(*args, cwd=None, prelude=""):
+    """``edgekit ARGS`` in a fresh interpreter; ``prelude``: Python run first (after TensorFlow's
+    quiet import), e.g. to make a converter fail."""
     code = "import sys; from edgekit.cli.main import main; main.main(sys.argv[1:])"
+    if prelude:
+        code = "from edgekit.cli.common import quiet_tensorflow; quiet_tensorflow()\n" + prelude + "\n" + code
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
                           env=env, cwd=cwd or REPO, timeout=300)
@@ -97,3 +101,30 @@ def test_budget_miss_is_written_and_fails_only_under_strict(run_dir, tmp_path, m
         assert len(notes["steps"]) > 1 and os.path.exists(f["path"])  # searched, then written anyway
         assert f"{'error' if strict else 'warning'}: fmnist_int8.tflite:" in result.stderr
         assert "NOT within the budget (0.5 pp, agreement >= 98.5%)" in result.stderr
+
+
+# The library call each converter makes, replaced by one that raises a ValueError (the type of
+# bad input) with a two-line message: the CLI must still call it an internal failure.
+_FAILING = {
+    "tflite/fp32": ("TFLiteConverter", "from tensorflow.lite.python import lite\n"
+                                       "lite.TFLiteSavedModelConverterV2.convert = boom"),
+    "onnx/fp32": ("tf2onnx", "import tf2onnx.convert\ntf2onnx.convert.from_graph_def = boom"),
+    "onnx/int8": ("onnxruntime quantization",
+                  "import onnxruntime.quantization as q\nq.quantize_static = boom"),
+}
+
+
+@pytest.mark.parametrize("key", sorted(_FAILING))
+def test_converter_failure_is_internal_one_line_exit_1(run_dir, tmp_path, key):  # noqa: F811
+    tool, patch = _FAILING[key]
+    prelude = ("def boom(*args, **kwargs):\n    raise ValueError('Too many bins for data range.\\nsecond line')\n"
+               + patch)
+    fmt, precision = key.split("/")
+    out = tmp_path / "out"
+    p = _edgekit("export", run_dir, "--format", fmt, "--quantize", precision, "--num-validation", "20",
+                 "--out", out, "--json", prelude=prelude)
+    assert p.returncode == 1, p.stderr
+    assert p.stdout == ""  # --json: a document or nothing
+    assert p.stderr.strip().splitlines() == [
+        f"edgekit: error: {tool} failed on {key}: ValueError: Too many bins for data range."], p.stderr
+    assert not out.exists() or list(out.iterdir()) == []  # no file, no hidden partial file

@@ -21,6 +21,13 @@ class CliError(click.ClickException):
         click.echo(f"edgekit: error: {self.format_message()}", err=True)
 
 
+class InternalError(CliError):
+    """A failure inside edgekit or a tool it drives (a converter), not the user's input:
+    one line on stderr, exit 1."""
+
+    exit_code = 1
+
+
 def quiet_tensorflow() -> None:
     """Import TensorFlow with its start-up chatter silenced (absl writes to fd 2 before
     TF_CPP_MIN_LOG_LEVEL takes effect), so a one-line error stays one line."""

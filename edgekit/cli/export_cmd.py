@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .common import CliError, emit_json, quiet_tensorflow, run_checked, stdout_to_stderr
+from .common import CliError, InternalError, emit_json, quiet_tensorflow, run_checked, stdout_to_stderr
 from .tables import print_table
 
 # Choices come from the export package's Enums; listed here so that --help works without
@@ -82,8 +82,9 @@ def export_command(model: Path, formats: str, precisions: str, calibration, num_
         if value is not None and embedding:
             raise CliError(f"{name} needs class scores; an --embedding file has none")
     with stdout_to_stderr(as_json):
-        from ..export import (DEFAULT_MAX_DROP_PP, DEFAULT_MIN_AGREEMENT, ActivationType, CalibrationMethod, ExportOptions, Format,
-                              OnnxQuantFormat, Precision, export_model, parse_choices)
+        from ..export import (DEFAULT_MAX_DROP_PP, DEFAULT_MIN_AGREEMENT, ActivationType, CalibrationMethod,
+                              ConverterError, ExportOptions, Format, OnnxQuantFormat, Precision, export_model,
+                              parse_choices)
 
         options = run_checked(lambda: ExportOptions(
             formats=parse_choices(formats, Format, "--format"),
@@ -98,9 +99,11 @@ def export_command(model: Path, formats: str, precisions: str, calibration, num_
             min_agreement=DEFAULT_MIN_AGREEMENT if min_agreement is None else min_agreement))
         try:
             result = run_checked(export_model, model, options)
-        except RuntimeError as exc:  # converter failures (TF's ConverterError is a RuntimeError)
+        except ConverterError as exc:  # a converter raised: not the user's input (names tool and target)
+            raise InternalError(str(exc)) from None
+        except RuntimeError as exc:  # any other failure after the input was accepted
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise click.ClickException(f"export failed: {first}") from None
+            raise InternalError(f"export failed: {first}") from None
     if as_json:
         emit_json(result.to_dict())
     else:

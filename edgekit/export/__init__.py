@@ -9,6 +9,7 @@ quantization; calibration data comes from ``edgekit.data``.
 
 from .budget import DEFAULT_MAX_DROP_PP, DEFAULT_MIN_AGREEMENT
 from .cpu import OnnxQuantChoice, default_onnx_quant
+from .errors import ConverterError
 from .exporter import ExportReport, export_model
 from .inputs import InputColor, InputForm, IoType, embedding_model
 from .options import (
@@ -25,7 +26,8 @@ from .targets import TARGETS, UNSUPPORTED, Target, get_target, select_targets
 from .writer import ExportError, FileResult
 
 __all__ = [
-    "DEFAULT_MAX_DROP_PP", "DEFAULT_MIN_AGREEMENT", "ActivationType", "CalibrationMethod", "ExportError", "ExportOptions", "ExportReport", "FileResult",
+    "DEFAULT_MAX_DROP_PP", "DEFAULT_MIN_AGREEMENT", "ActivationType", "CalibrationMethod", "ConverterError", "ExportError",
+    "ExportOptions", "ExportReport", "FileResult",
     "Format", "InputColor", "InputForm", "IoType", "OnnxQuantChoice", "OnnxQuantFormat", "Precision", "TARGETS", "Target", "UNSUPPORTED",
     "default_onnx_quant", "embedding_model", "export_model", "get_target", "parse_choice", "parse_choices", "select_targets",
 ]

@@ -54,9 +54,11 @@ class ConversionContext:
 
     @functools.cached_property
     def onnx_float(self) -> bytes:
-        from .onnx_convert import keras_to_onnx
+        from .errors import converting
+        from .onnx_convert import TF2ONNX, keras_to_onnx
 
-        return keras_to_onnx(self.model, self.input_shape, self.options.nchw)
+        with converting(TF2ONNX):  # named as such under every target that needs it (onnx, ort)
+            return keras_to_onnx(self.model, self.input_shape, self.options.nchw)
 
     def close(self) -> None:
         self._tmp.cleanup()

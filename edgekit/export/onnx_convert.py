@@ -2,9 +2,12 @@
 (https://onnxruntime.ai/docs/performance/model-optimizations/quantization.html).
 
 The float graph is NHWC as trained; ``nchw`` puts a transpose in front so the file takes NCHW
-input. int8 runs ``quant_pre_process`` (graph optimisation and shape inference) and then
+input. It is traced and frozen by edgekit (every variable and captured tensor a constant) and
+handed to tf2onnx with its one input named, so that in-model constants never become inputs.
+int8 runs ``quant_pre_process`` (graph optimisation and shape inference) and then
 ``quantize_static`` with per-channel weights, the chosen calibration method and a
-CalibrationDataReader over the same calibration batches TFLite uses.
+CalibrationDataReader over the same calibration batches TFLite uses (minmax when the default
+percentile's histograms fail, see ``_plain``).
 
 ``compact`` then removes what the quantizer leaves behind but no runtime reads: the
 ``value_info`` of ``quant_pre_process``'s shape inference (onnxruntime infers shapes at load),
@@ -25,32 +28,63 @@ from typing import Iterator
 import numpy as np
 
 from .context import ConversionContext
+from .errors import ConverterError, converting
 from .inputs import ADAPTER_NAME
 from .cpu import default_onnx_quant
 from .options import ActivationType, CalibrationMethod, OnnxQuantFormat
 
 OPSET = 17
 INPUT_NAME = "input"
+TF2ONNX = "tf2onnx"
+QUANTIZER = "onnxruntime quantization"
 
 
 def keras_to_onnx(model, input_shape: tuple[int, int, int], nchw: bool) -> bytes:
+    """The float ONNX graph of ``model``: one input (``INPUT_NAME``), every other tensor constant.
+
+    The forward pass is traced and frozen here, and tf2onnx is given the one input by name.
+    ``tf2onnx.convert.from_function`` would instead take every placeholder of the concrete
+    function that is not a variable handle as a graph input; the constants a layer captures as
+    eager tensors (Keras 3's ``Normalization`` computes its mean and variance once, in
+    ``finalize_state``, and EfficientNet B0-B7 carry that layer) are such placeholders, so
+    they became inputs that no caller feeds.
+    """
     import onnx
-    import tensorflow as tf
     import tf2onnx
+    from tensorflow.python.util import deprecation
+
+    forward = _frozen_forward(model, input_shape, nchw)
+    (inp,), outputs = forward.inputs, forward.outputs
+    with deprecation.silence():  # from_graph_def re-freezes with TF1's graph_util: a warning per run
+        proto, _ = tf2onnx.convert.from_graph_def(
+            forward.graph.as_graph_def(), name=model.name, input_names=[inp.name],
+            output_names=[t.name for t in outputs], opset=OPSET, tensors_to_rename={inp.name: INPUT_NAME})
+    names = [i.name for i in proto.graph.input]
+    if names != [INPUT_NAME]:
+        raise RuntimeError(f"tf2onnx made graph inputs {names}; expected only {INPUT_NAME!r}")
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
+
+
+def _frozen_forward(model, input_shape: tuple[int, int, int], nchw: bool):
+    """The inference forward pass as a concrete function whose variables and captured
+    tensors are all constants (TensorFlow's own freezing, as tf2onnx uses it)."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     h, w, c = input_shape
     shape = [None, c, h, w] if nchw else [None, h, w, c]
-    signature = [tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)]
 
-    @tf.function(input_signature=signature)
+    # autograph=False: no tensor-dependent control flow to convert (``nchw`` is a Python bool),
+    # and autograph cannot read a nested function's source ("closure mismatch" warning).
+    @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)], autograph=False)
     def forward(x):
         if nchw:
             x = tf.transpose(x, [0, 2, 3, 1])
         return model(x, training=False)
 
-    proto, _ = tf2onnx.convert.from_function(forward, input_signature=signature, opset=OPSET)
-    onnx.checker.check_model(proto)
-    return proto.SerializeToString()
+    return convert_variables_to_constants_v2(forward.get_concrete_function(), lower_control_flow=False,
+                                             aggressive_inlining=True)
 
 
 def convert_fp32(ctx: ConversionContext) -> bytes:
@@ -103,12 +137,12 @@ def _quantize_int8(ctx: ConversionContext) -> bytes:
     auto = default_onnx_quant()
     fmt = opts.onnx_quant_format or auto.quant_format
     act = opts.onnx_activation_type or auto.activation_type
-    method, method_why = choose_calibration_method(ctx)
+    chosen, chosen_why = choose_calibration_method(ctx)
     if ctx.learned_ranges is not None:  # the calibrator only fills tensors no QAT range covers
-        method, method_why = CalibrationMethod.MINMAX, "QAT run: learned ranges; minmax for the tensors they do not cover"
+        chosen, chosen_why = CalibrationMethod.MINMAX, "QAT run: learned ranges; minmax for the tensors they do not cover"
     notes = ctx.notes["onnx/int8"] = {
         "quant_format": fmt.value, "activation_type": act.value, "weight_type": "int8", "per_channel": True,
-        "calibration_method": method.value, "calibration_method_why": method_why,
+        "calibration_method": chosen.value, "calibration_method_why": chosen_why,
         "float_head": opts.int8_head == "float",
         "why": _why(opts.onnx_quant_format, opts.onnx_activation_type, auto.reason),
     }
@@ -117,8 +151,11 @@ def _quantize_int8(ctx: ConversionContext) -> bytes:
     reduce_range = auto.reduce_range and act is ActivationType.UINT8
     notes["reduce_range"] = reduce_range
 
+    def method() -> CalibrationMethod:  # as the notes say: _plain may fall back to minmax
+        return CalibrationMethod(notes["calibration_method"])
+
     def build(kept: list[str]) -> bytes:
-        data = quantize(ctx, fmt, act, method, exclude=kept, reduce_range=reduce_range)
+        data = quantize(ctx, fmt, act, method(), exclude=kept, reduce_range=reduce_range)
         if opts.int8_head == "float":
             data, notes["int8_weight_float_nodes"] = int8_weights_for_float_head(data)
         data, removed = compact(data)
@@ -126,8 +163,27 @@ def _quantize_int8(ctx: ConversionContext) -> bytes:
         return data
 
     layout = "NCHW" if opts.nchw else "NHWC"
-    return budget.apply(ctx, "onnx/int8", build([]), ".onnx", build=build, layout=layout,
-                        ranking=lambda: onnx_sensitivity.ranked_nodes(ctx, act, method, reduce_range))
+    return budget.apply(ctx, "onnx/int8", _plain(ctx, build, notes), ".onnx", build=build, layout=layout,
+                        ranking=lambda: onnx_sensitivity.ranked_nodes(ctx, act, method(), reduce_range))
+
+
+HISTOGRAM_FAILURE = "Too many bins for data range"  # numpy.histogram's ValueError
+
+
+def _plain(ctx: ConversionContext, build, notes: dict) -> bytes:
+    """``build([])``, or with minmax calibration when percentile was only the default and its
+    histograms failed: numpy cannot cut 2048 bins from a tensor whose calibration values lie
+    within a few float32 steps of each other (a saturated sigmoid, an untrained network's
+    vanished activations), and onnxruntime's calibrator does not guard against it."""
+    try:
+        return build([])
+    except ConverterError as exc:
+        if ctx.options.calibration_method is not None or HISTOGRAM_FAILURE not in exc.cause:
+            raise
+        cause = exc.cause
+    notes["calibration_method"] = CalibrationMethod.MINMAX.value
+    notes["calibration_method_why"] = f"minmax: percentile's histograms failed ({cause})"
+    return build([])
 
 
 def _why(fmt: OnnxQuantFormat | None, act: ActivationType | None, default_reason: str) -> str:
@@ -179,7 +235,8 @@ def pre_processed(ctx: ConversionContext) -> Path:
         (work / "float.onnx").write_bytes(ctx.onnx_float)
         # sympy (needed for symbolic shape inference) is not an edgekit dependency; shapes here
         # are static apart from the batch, which onnx's own shape inference handles.
-        quant_pre_process(str(work / "float.onnx"), str(work / "pre.onnx"), skip_symbolic_shape=True)
+        with converting(QUANTIZER):
+            quant_pre_process(str(work / "float.onnx"), str(work / "pre.onnx"), skip_symbolic_shape=True)
     return work / "pre.onnx"
 
 
@@ -194,15 +251,16 @@ def quantize(ctx: ConversionContext, fmt: OnnxQuantFormat, act: ActivationType,
     out = ctx.workdir / "int8.onnx"
     images = ctx.require_calibration() if calibration is None else calibration
     extra = {"TensorQuantOverrides": _learned_overrides(ctx, pre)} if ctx.learned_ranges is not None else {}
-    q.quantize_static(
-        str(pre), str(out), _Reader(images, ctx.options.nchw),
-        quant_format=q.QuantFormat.QDQ if fmt is OnnxQuantFormat.QDQ else q.QuantFormat.QOperator,
-        activation_type=q.QuantType.QInt8 if act is ActivationType.INT8 else q.QuantType.QUInt8,
-        weight_type=q.QuantType.QInt8, per_channel=True, reduce_range=reduce_range,
-        calibrate_method=getattr(q.CalibrationMethod, _METHODS[method]),
-        nodes_to_exclude=float_nodes(pre, ctx.options.int8_head == "float", has_adapter(ctx.model)) + list(exclude),
-        extra_options=extra,
-    )
+    with converting(QUANTIZER):
+        q.quantize_static(
+            str(pre), str(out), _Reader(images, ctx.options.nchw),
+            quant_format=q.QuantFormat.QDQ if fmt is OnnxQuantFormat.QDQ else q.QuantFormat.QOperator,
+            activation_type=q.QuantType.QInt8 if act is ActivationType.INT8 else q.QuantType.QUInt8,
+            weight_type=q.QuantType.QInt8, per_channel=True, reduce_range=reduce_range,
+            calibrate_method=getattr(q.CalibrationMethod, _METHODS[method]),
+            nodes_to_exclude=float_nodes(pre, ctx.options.int8_head == "float", has_adapter(ctx.model)) + list(exclude),
+            extra_options=extra,
+        )
     return out.read_bytes()
 
 

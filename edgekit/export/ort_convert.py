@@ -37,8 +37,10 @@ from edgekit.runtime.spec import METADATA_KEY
 
 from . import onnx_convert
 from .context import ConversionContext
+from .errors import converting
 from .options import ActivationType
 
+TOOL = "onnxruntime (ORT format)"
 LEVEL = "all"
 DISABLED_OPTIMIZERS = ("NchwcTransformer",)
 CONFIG_SUFFIX = ".required_operators.config"  # the tool's name for the same file
@@ -72,8 +74,9 @@ def onnx_to_ort(onnx_bytes: bytes, work: Path, int8_activations: bool) -> bytes:
     options.optimized_model_filepath = str(work / "model.ort")
     options.add_session_config_entry("session.save_model_format", "ORT")
     options.add_session_config_entry("session.qdqisint8allowed", "1" if int8_activations else "0")
-    ort.InferenceSession(str(work / "model.onnx"), sess_options=options, providers=["CPUExecutionProvider"],
-                         disabled_optimizers=list(DISABLED_OPTIMIZERS))
+    with converting(TOOL):
+        ort.InferenceSession(str(work / "model.onnx"), sess_options=options, providers=["CPUExecutionProvider"],
+                             disabled_optimizers=list(DISABLED_OPTIMIZERS))
     return (work / "model.ort").read_bytes()
 
 

@@ -35,6 +35,7 @@ class Target:
     needs_calibration: bool
     summary: str
     sidecars: tuple[Sidecar, ...] = ()
+    tool: str = "the converter"  # named when it fails (a step may name its own, e.g. tf2onnx)
 
     @property
     def suffix(self) -> str:
@@ -47,21 +48,24 @@ class Target:
 
 # The operators a reduced ONNX Runtime build must include for the .ort file (--include_ops_by_config).
 _REQUIRED_OPERATORS = Sidecar(ort_convert.CONFIG_SUFFIX, ort_convert.required_operators)
+TFLITE = "TFLiteConverter"
 
 TARGETS: tuple[Target, ...] = (
-    Target(Format.TFLITE, Precision.FP32, tflite_convert.convert_fp32, False, "float32"),
-    Target(Format.TFLITE, Precision.FP16, tflite_convert.convert_fp16, False, "float16 weights, float compute"),
+    Target(Format.TFLITE, Precision.FP32, tflite_convert.convert_fp32, False, "float32", tool=TFLITE),
+    Target(Format.TFLITE, Precision.FP16, tflite_convert.convert_fp16, False, "float16 weights, float compute",
+           tool=TFLITE),
     Target(Format.TFLITE, Precision.DYNAMIC, tflite_convert.convert_dynamic, False,
-           "int8 weights, activations quantized at run time"),
+           "int8 weights, activations quantized at run time", tool=TFLITE),
     Target(Format.TFLITE, Precision.INT8, tflite_convert.convert_int8, True,
-           "full-integer int8, per-channel weights, calibrated activations"),
-    Target(Format.ONNX, Precision.FP32, onnx_convert.convert_fp32, False, "float32 (tf2onnx)"),
+           "full-integer int8, per-channel weights, calibrated activations", tool=TFLITE),
+    Target(Format.ONNX, Precision.FP32, onnx_convert.convert_fp32, False, "float32 (tf2onnx)",
+           tool=onnx_convert.TF2ONNX),
     Target(Format.ONNX, Precision.INT8, onnx_convert.convert_int8, True,
-           "static int8 (onnxruntime quantize_static), per-channel weights"),
+           "static int8 (onnxruntime quantize_static), per-channel weights", tool=onnx_convert.QUANTIZER),
     Target(Format.ORT, Precision.FP32, ort_convert.convert_fp32, False, "the onnx fp32 graph in ORT format",
-           sidecars=(_REQUIRED_OPERATORS,)),
+           sidecars=(_REQUIRED_OPERATORS,), tool=ort_convert.TOOL),
     Target(Format.ORT, Precision.INT8, ort_convert.convert_int8, True, "the onnx int8 graph in ORT format",
-           sidecars=(_REQUIRED_OPERATORS,)),
+           sidecars=(_REQUIRED_OPERATORS,), tool=ort_convert.TOOL),
 )
 
 # Why the missing rows are missing, so the error says more than "not supported".

@@ -23,12 +23,9 @@ from typing import Callable
 from edgekit.tempfiles import hidden_temp
 
 from .context import ConversionContext
+from .errors import ConverterError, ExportError, converting, describe
 from .targets import Target
 from .validate import Validation
-
-
-class ExportError(ValueError):
-    """An export that cannot be done or whose result is unusable; one-line message."""
 
 
 @dataclass
@@ -134,17 +131,22 @@ def export_target(target: Target, ctx: ConversionContext, path: Path,
     """Convert, write to a partial file, ``finish`` it (metadata + validation), then publish.
 
     ``strict``: a validation problem (fp32 beyond tolerance) keeps the file from being
-    published and is recorded as the result's error.
+    published and is recorded as the result's error. A converter that raises, or makes a file
+    that edgekit's runtime cannot load or run, is a ConverterError naming the target.
     """
     start = time.perf_counter()
-    data = target.convert(ctx)
+    try:
+        with converting(target.tool):
+            data = target.convert(ctx)
+    except ConverterError as exc:
+        raise exc.at(target.key) from exc.__cause__
     if not data:
-        raise ExportError(f"{target.key} converter produced an empty file")
+        raise ConverterError(target.tool, "it produced an empty file", target.key)
     result = FileResult(target, path, notes=dict(ctx.notes.get(target.key, {})))
     tmp = partial_path(path)
     try:
         _write(tmp, data)
-        result.validation = finish(tmp)
+        result.validation = _finished(target, finish, tmp)
         result.size_bytes = tmp.stat().st_size
         if result.size_bytes == 0:
             raise ExportError(f"{str(path)!r} came out empty")
@@ -159,6 +161,16 @@ def export_target(target: Target, ctx: ConversionContext, path: Path,
     result.seconds = time.perf_counter() - start
     log(_line(result))
     return result
+
+
+def _finished(target: Target, finish: Callable[[Path], Validation], tmp: Path) -> Validation:
+    """``finish(tmp)``; a file the runtime cannot load or run is the converter's failure."""
+    try:
+        return finish(tmp)
+    except ExportError:
+        raise
+    except Exception as exc:
+        raise ConverterError(target.tool, f"its file does not load or run: {describe(exc)}", target.key) from exc
 
 
 def _write_sidecars(target: Target, finished: Path, path: Path) -> list[Path]:
