@@ -2,12 +2,18 @@
 resume, the learned ranges in the int8 TFLite and ONNX files, and bad input.
 
 One tiny MobileNetV2 (alpha 0.35, 32x32) trained for a few seconds on the shipped real
-Fashion-MNIST sample, fine-tuned with QAT for two epochs of two steps."""
+Fashion-MNIST sample, fine-tuned with QAT for two epochs of two steps.
+
+Each QAT run traces its training graph (tens of seconds on a 2-core box), so the default tests
+share one uninterrupted run (``qat_run``: the run contract, the TFLite and ONNX scales, the
+Keras-vs-file closeness) and resume from the checkpoint that run wrote after its first epoch;
+the full kill-and-resume path is ``slow``."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -33,12 +39,31 @@ def trained(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def qat_run(trained, tmp_path_factory):
+def qat_run_and_first_epoch(trained, tmp_path_factory):
+    """The uninterrupted QAT run, and a copy of its work folder as its first epoch's checkpoint
+    left it: byte for byte what a run killed after epoch 1 leaves behind."""
     from edgekit.qat import QatConfig, qat
+    from edgekit.qat.run import partial_dir
+    from edgekit.train import runstate
 
     out = tmp_path_factory.mktemp("qat") / "mnv2_qat"
-    qat(QatConfig(run=str(trained), out=str(out), **QAT))
-    return out
+    snapshot = tmp_path_factory.mktemp("cut") / partial_dir(out).name
+    original = runstate.EpochCheckpoint.on_epoch_end
+
+    def keep_first(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if epoch == 0:
+            shutil.copytree(partial_dir(out), snapshot)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(runstate.EpochCheckpoint, "on_epoch_end", keep_first)
+        qat(QatConfig(run=str(trained), out=str(out), **QAT))
+    return out, snapshot
+
+
+@pytest.fixture(scope="module")
+def qat_run(qat_run_and_first_epoch):
+    return qat_run_and_first_epoch[0]
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +74,7 @@ def qat_files(qat_run, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("qat_files")
     options = ExportOptions(formats=(Format.TFLITE, Format.ONNX), precisions=(Precision.INT8,), out_dir=out,
-                            io="float", input_color="native", num_validation=100, num_calibration=16)
+                            io="float", input_color="native", num_validation=32, num_calibration=16)
     report = export_model(qat_run, options, log=lambda line: None)
     return report, {f.target.format.value: f.path for f in report.files}
 
@@ -121,9 +146,40 @@ def test_qat_run_is_an_edgekit_run_with_its_ranges(trained, qat_run):
     assert not np.allclose(tuned.get_layer("Conv1").get_weights()[0], source.get_layer("Conv1").get_weights()[0])
 
 
-def test_resume_equals_uninterrupted(trained, qat_run, tmp_path, monkeypatch):
+def _assert_same_run(a, b):
     import keras
 
+    full = keras.models.load_model(a / "model.keras", compile=False).get_weights()
+    resumed = keras.models.load_model(b / "model.keras", compile=False).get_weights()
+    assert len(full) == len(resumed)
+    for x, y in zip(full, resumed):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    assert set(_ranges(a)) == set(_ranges(b))
+    for key, r in _ranges(a).items():
+        assert _ranges(b)[key]["min"] == pytest.approx(r["min"], rel=1e-5, abs=1e-6), key
+        assert _ranges(b)[key]["max"] == pytest.approx(r["max"], rel=1e-5, abs=1e-6), key
+
+
+def test_resume_from_first_epoch_checkpoint_equals_uninterrupted(trained, qat_run_and_first_epoch, tmp_path):
+    """--resume from the checkpoint the uninterrupted run wrote after epoch 1 ends where that
+    run ended (weights and ranges); the kill itself is exercised by the slow test below."""
+    from edgekit.qat import QatConfig, qat
+    from edgekit.qat.run import partial_dir
+    from edgekit.train import runstate
+
+    qat_run, snapshot = qat_run_and_first_epoch
+    out = tmp_path / "cut"
+    shutil.copytree(snapshot, partial_dir(out))
+    assert runstate.read_state(partial_dir(out))["epoch"] == 1
+    with pytest.raises(ValueError, match="--resume"):
+        qat(QatConfig(run=str(trained), out=str(out), **QAT))
+    meta = qat(QatConfig(run=str(trained), out=str(out), resume=True, **QAT))
+    assert len(meta["history"]["loss"]) == 1 and not partial_dir(out).exists()
+    _assert_same_run(qat_run, out)
+
+
+@pytest.mark.slow
+def test_resume_after_kill_equals_uninterrupted(trained, qat_run, tmp_path, monkeypatch):
     from edgekit.qat import QatConfig, qat
     from edgekit.qat.run import partial_dir
     from edgekit.train import runstate
@@ -145,13 +201,7 @@ def test_resume_equals_uninterrupted(trained, qat_run, tmp_path, monkeypatch):
         qat(QatConfig(run=str(trained), out=str(out), **QAT))
     meta = qat(QatConfig(run=str(trained), out=str(out), resume=True, **QAT))
     assert len(meta["history"]["loss"]) == 1 and not partial_dir(out).exists()
-    full = keras.models.load_model(qat_run / "model.keras", compile=False).get_weights()
-    resumed = keras.models.load_model(out / "model.keras", compile=False).get_weights()
-    for a, b in zip(full, resumed):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    for key, r in _ranges(qat_run).items():
-        assert _ranges(out)[key]["min"] == pytest.approx(r["min"], rel=1e-5, abs=1e-6), key
-        assert _ranges(out)[key]["max"] == pytest.approx(r["max"], rel=1e-5, abs=1e-6), key
+    _assert_same_run(qat_run, out)
 
 
 # -- the learned ranges in the int8 files ---------------------------------------------------------
@@ -217,9 +267,10 @@ def test_keras_simulation_matches_the_int8_files(qat_run, qat_files):
     from edgekit.train.dataset import EpochData
 
     data = load_split(SAMPLE, "test")
-    x = np.concatenate([b[0].numpy() for b in EpochData(data, PreprocessSpec(**SPEC), 64).once()])[:100]
-    simulated = load_qat_model(qat_run).predict(x, verbose=0)
-    floating = keras.models.load_model(qat_run / "model.keras", compile=False).predict(x, verbose=0)
+    x = np.concatenate([b[0].numpy() for b in EpochData(data, PreprocessSpec(**SPEC), 64).once()])[:64]
+    # Eager calls: predict() would trace each model for one batch.
+    simulated = np.asarray(load_qat_model(qat_run)(x, training=False))
+    floating = np.asarray(keras.models.load_model(qat_run / "model.keras", compile=False)(x, training=False))
     for fmt, path in qat_files[1].items():
         model = Model(path)
         scores = np.concatenate([model.predict(x[i:i + 1]) for i in range(len(x))])
