@@ -278,6 +278,108 @@ def test_keras_simulation_matches_the_int8_files(qat_run, qat_files):
         assert sim_gap < float_gap, (fmt, sim_gap, float_gap)
 
 
+# -- EfficientNet: swish, squeeze-and-excitation, input preprocessing, ReLU6 ---------------------
+
+def _efficientnet_qat(name, tmp_path_factory, formats):
+    from edgekit.export import ExportOptions, Format, Precision, export_model
+    from edgekit.models import create_model
+    from edgekit.qat import QatConfig, qat
+    from edgekit.runtime import PreprocessSpec
+
+    root = tmp_path_factory.mktemp(name)
+    model = create_model(name, (32, 32, 1), 10, bn_momentum=0.9)
+    trained_run = train_run(root / "run", model, PreprocessSpec(**SPEC), name, epochs=1)
+    out = root / "qat"
+    qat(QatConfig(run=str(trained_run), out=str(out), epochs=1, batch_size=32, limit=64, lr=1e-3))
+    # The default uint8 input behind an input adapter, as `edgekit export` writes it.
+    options = ExportOptions(formats=tuple(Format(f) for f in formats), precisions=(Precision.INT8,),
+                            out_dir=root / "files", num_validation=16, num_calibration=16)
+    report = export_model(out, options, log=lambda line: None)
+    return trained_run, out, report
+
+
+def _check_efficientnet_files(trained_run, out, report):
+    """Every int8 tensor a learned range covers has that range's scale (TFLite and ONNX); the
+    swish products, SE gates and sigmoid outputs are among them; the files run."""
+    import keras
+    import onnx
+    from onnx import numpy_helper
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from edgekit.export.qat_ranges import is_fixed, key_of, layer_index
+    from edgekit.runtime import Model
+
+    ranges = _ranges(out)
+    index = layer_index(ranges)
+    source = keras.models.load_model(trained_run / "model.keras", compile=False)
+    swish = [layer.name for layer in source.layers if getattr(getattr(layer, "activation", None), "__name__", "")
+             in ("swish", "silu")]
+    excite = [layer.name for layer in source.layers if type(layer).__name__ == "Multiply"]
+    assert set(excite) <= set(ranges) and all(n in ranges or f"{n}/mul" in ranges for n in swish)
+    paths = {f.target.format.value: f.path for f in report.files}
+    assert all(f.error is None for f in report.files), [f.error for f in report.files]
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(paths["tflite"].read_bytes()))
+    products = sigmoids = 0
+    for tensor in model.subgraphs[0].tensors:
+        name, q = tensor.name.decode(), tensor.quantization
+        if q is None or q.scale is None or len(q.scale) != 1 or tensor.type != 9:  # int8 per-tensor
+            continue
+        if is_fixed(name):
+            assert q.scale[0] == pytest.approx(1 / 256) and q.zeroPoint[0] == -128, name
+            sigmoids += 1
+            continue
+        key = key_of(name, index)
+        if key is None or name.endswith(("/Mean", "/Reshape")):  # the converter gives these their input's scale
+            continue
+        scale, zp = _qparams(ranges[key]["min"], ranges[key]["max"])
+        assert q.scale[0] == pytest.approx(scale, rel=1e-5) and q.zeroPoint[0] == zp, name
+        products += name.split(";")[0].rsplit("/", 1)[-1].split("_")[0].lower() == "mul"
+    assert products >= len(swish) + len(excite), (products, len(swish), len(excite))
+    assert sigmoids >= len(swish) + len(excite)
+    notes = report.files[0].notes["qat"]
+    assert notes["ranges_without_tensor"] == [] or set(notes["ranges_without_tensor"]) <= {
+        k for k, r in ranges.items() if not r["applied"]}, notes
+
+    for path in paths.values():
+        model = Model(path)
+        assert model.inputs[0].dtype == "uint8", model
+        pixels = np.random.default_rng(0).integers(0, 256, (4, *model.inputs[0].shape[1:]), dtype=np.uint8)
+        scores = model.predict(pixels)
+        assert scores.shape == (4, 10) and np.isfinite(scores).all()
+    if "onnx" not in paths:
+        return notes
+    graph = onnx.load(str(paths["onnx"])).graph
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    scales = {n[:-len("_scale")]: float(v) for n, v in inits.items() if n.endswith("_scale") and v.size == 1}
+    scales.update({n.input[0]: float(inits[n.input[1]]) for n in graph.node if n.op_type == "QuantizeLinear"})
+    onnx_products = 0
+    for tensor, scale in scales.items():
+        key = key_of(tensor, index)
+        if key is None or not tensor.split(":")[0].rsplit("/", 1)[-1].lower().startswith("mul"):
+            continue
+        assert scale == pytest.approx(_qparams(ranges[key]["min"], ranges[key]["max"])[0], rel=1e-5), tensor
+        onnx_products += 1
+    assert onnx_products >= len(excite), onnx_products
+
+    return notes
+
+
+def test_efficientnet_b0_qat_ranges_cover_swish_and_se(tmp_path_factory):
+    """TFLite only: onnxruntime's calibrator fails on the ONNX graph of this B0 with learned
+    ranges ("Required inputs ['.../normalization_1/Sub/y:0', ...] are missing"); not solved yet."""
+    trained_run, out, report = _efficientnet_qat("efficientnet_b0", tmp_path_factory, ("tflite",))
+    assert "input_layer" not in _ranges(out)  # Rescaling/Normalization: calibrated (module docstring)
+    _check_efficientnet_files(trained_run, out, report)
+
+
+@pytest.mark.slow
+def test_efficientnet_lite0_qat_ranges_cover_relu6(tmp_path_factory):
+    trained_run, out, report = _efficientnet_qat("efficientnet_lite0", tmp_path_factory, ("tflite", "onnx"))
+    assert "input_layer" in _ranges(out)
+    _check_efficientnet_files(trained_run, out, report)
+
+
 # -- bad input ------------------------------------------------------------------------------------
 
 def _cli(*args):
