@@ -2,12 +2,18 @@
 resume, the learned ranges in the int8 TFLite and ONNX files, and bad input.
 
 One tiny MobileNetV2 (alpha 0.35, 32x32) trained for a few seconds on the shipped real
-Fashion-MNIST sample, fine-tuned with QAT for two epochs of two steps."""
+Fashion-MNIST sample, fine-tuned with QAT for two epochs of two steps.
+
+Each QAT run traces its training graph (tens of seconds on a 2-core box), so the default tests
+share one uninterrupted run (``qat_run``: the run contract, the TFLite and ONNX scales, the
+Keras-vs-file closeness) and resume from the checkpoint that run wrote after its first epoch;
+the full kill-and-resume path is ``slow``."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -33,12 +39,31 @@ def trained(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def qat_run(trained, tmp_path_factory):
+def qat_run_and_first_epoch(trained, tmp_path_factory):
+    """The uninterrupted QAT run, and a copy of its work folder as its first epoch's checkpoint
+    left it: byte for byte what a run killed after epoch 1 leaves behind."""
     from edgekit.qat import QatConfig, qat
+    from edgekit.qat.run import partial_dir
+    from edgekit.train import runstate
 
     out = tmp_path_factory.mktemp("qat") / "mnv2_qat"
-    qat(QatConfig(run=str(trained), out=str(out), **QAT))
-    return out
+    snapshot = tmp_path_factory.mktemp("cut") / partial_dir(out).name
+    original = runstate.EpochCheckpoint.on_epoch_end
+
+    def keep_first(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if epoch == 0:
+            shutil.copytree(partial_dir(out), snapshot)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(runstate.EpochCheckpoint, "on_epoch_end", keep_first)
+        qat(QatConfig(run=str(trained), out=str(out), **QAT))
+    return out, snapshot
+
+
+@pytest.fixture(scope="module")
+def qat_run(qat_run_and_first_epoch):
+    return qat_run_and_first_epoch[0]
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +74,7 @@ def qat_files(qat_run, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("qat_files")
     options = ExportOptions(formats=(Format.TFLITE, Format.ONNX), precisions=(Precision.INT8,), out_dir=out,
-                            io="float", input_color="native", num_validation=100, num_calibration=16)
+                            io="float", input_color="native", num_validation=32, num_calibration=16)
     report = export_model(qat_run, options, log=lambda line: None)
     return report, {f.target.format.value: f.path for f in report.files}
 
@@ -121,9 +146,40 @@ def test_qat_run_is_an_edgekit_run_with_its_ranges(trained, qat_run):
     assert not np.allclose(tuned.get_layer("Conv1").get_weights()[0], source.get_layer("Conv1").get_weights()[0])
 
 
-def test_resume_equals_uninterrupted(trained, qat_run, tmp_path, monkeypatch):
+def _assert_same_run(a, b):
     import keras
 
+    full = keras.models.load_model(a / "model.keras", compile=False).get_weights()
+    resumed = keras.models.load_model(b / "model.keras", compile=False).get_weights()
+    assert len(full) == len(resumed)
+    for x, y in zip(full, resumed):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    assert set(_ranges(a)) == set(_ranges(b))
+    for key, r in _ranges(a).items():
+        assert _ranges(b)[key]["min"] == pytest.approx(r["min"], rel=1e-5, abs=1e-6), key
+        assert _ranges(b)[key]["max"] == pytest.approx(r["max"], rel=1e-5, abs=1e-6), key
+
+
+def test_resume_from_first_epoch_checkpoint_equals_uninterrupted(trained, qat_run_and_first_epoch, tmp_path):
+    """--resume from the checkpoint the uninterrupted run wrote after epoch 1 ends where that
+    run ended (weights and ranges); the kill itself is exercised by the slow test below."""
+    from edgekit.qat import QatConfig, qat
+    from edgekit.qat.run import partial_dir
+    from edgekit.train import runstate
+
+    qat_run, snapshot = qat_run_and_first_epoch
+    out = tmp_path / "cut"
+    shutil.copytree(snapshot, partial_dir(out))
+    assert runstate.read_state(partial_dir(out))["epoch"] == 1
+    with pytest.raises(ValueError, match="--resume"):
+        qat(QatConfig(run=str(trained), out=str(out), **QAT))
+    meta = qat(QatConfig(run=str(trained), out=str(out), resume=True, **QAT))
+    assert len(meta["history"]["loss"]) == 1 and not partial_dir(out).exists()
+    _assert_same_run(qat_run, out)
+
+
+@pytest.mark.slow
+def test_resume_after_kill_equals_uninterrupted(trained, qat_run, tmp_path, monkeypatch):
     from edgekit.qat import QatConfig, qat
     from edgekit.qat.run import partial_dir
     from edgekit.train import runstate
@@ -145,13 +201,7 @@ def test_resume_equals_uninterrupted(trained, qat_run, tmp_path, monkeypatch):
         qat(QatConfig(run=str(trained), out=str(out), **QAT))
     meta = qat(QatConfig(run=str(trained), out=str(out), resume=True, **QAT))
     assert len(meta["history"]["loss"]) == 1 and not partial_dir(out).exists()
-    full = keras.models.load_model(qat_run / "model.keras", compile=False).get_weights()
-    resumed = keras.models.load_model(out / "model.keras", compile=False).get_weights()
-    for a, b in zip(full, resumed):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    for key, r in _ranges(qat_run).items():
-        assert _ranges(out)[key]["min"] == pytest.approx(r["min"], rel=1e-5, abs=1e-6), key
-        assert _ranges(out)[key]["max"] == pytest.approx(r["max"], rel=1e-5, abs=1e-6), key
+    _assert_same_run(qat_run, out)
 
 
 # -- the learned ranges in the int8 files ---------------------------------------------------------
@@ -217,14 +267,117 @@ def test_keras_simulation_matches_the_int8_files(qat_run, qat_files):
     from edgekit.train.dataset import EpochData
 
     data = load_split(SAMPLE, "test")
-    x = np.concatenate([b[0].numpy() for b in EpochData(data, PreprocessSpec(**SPEC), 64).once()])[:100]
-    simulated = load_qat_model(qat_run).predict(x, verbose=0)
-    floating = keras.models.load_model(qat_run / "model.keras", compile=False).predict(x, verbose=0)
+    x = np.concatenate([b[0].numpy() for b in EpochData(data, PreprocessSpec(**SPEC), 64).once()])[:64]
+    # Eager calls: predict() would trace each model for one batch.
+    simulated = np.asarray(load_qat_model(qat_run)(x, training=False))
+    floating = np.asarray(keras.models.load_model(qat_run / "model.keras", compile=False)(x, training=False))
     for fmt, path in qat_files[1].items():
         model = Model(path)
         scores = np.concatenate([model.predict(x[i:i + 1]) for i in range(len(x))])
         sim_gap, float_gap = np.abs(scores - simulated).mean(), np.abs(scores - floating).mean()
         assert sim_gap < float_gap, (fmt, sim_gap, float_gap)
+
+
+# -- EfficientNet: swish, squeeze-and-excitation, input preprocessing, ReLU6 ---------------------
+
+def _efficientnet_qat(name, tmp_path_factory, formats):
+    from edgekit.export import ExportOptions, Format, Precision, export_model
+    from edgekit.models import create_model
+    from edgekit.qat import QatConfig, qat
+    from edgekit.runtime import PreprocessSpec
+
+    root = tmp_path_factory.mktemp(name)
+    model = create_model(name, (32, 32, 1), 10, bn_momentum=0.9)
+    trained_run = train_run(root / "run", model, PreprocessSpec(**SPEC), name, epochs=1)
+    out = root / "qat"
+    qat(QatConfig(run=str(trained_run), out=str(out), epochs=1, batch_size=32, limit=64, lr=1e-3))
+    # The default uint8 input behind an input adapter, as `edgekit export` writes it.
+    options = ExportOptions(formats=tuple(Format(f) for f in formats), precisions=(Precision.INT8,),
+                            out_dir=root / "files", num_validation=16, num_calibration=16)
+    report = export_model(out, options, log=lambda line: None)
+    return trained_run, out, report
+
+
+def _check_efficientnet_files(trained_run, out, report):
+    """Every int8 tensor a learned range covers has that range's scale (TFLite and ONNX); the
+    swish products, SE gates and sigmoid outputs are among them; the files run."""
+    import keras
+    import onnx
+    from onnx import numpy_helper
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from edgekit.export.qat_ranges import is_fixed, key_of, layer_index
+    from edgekit.runtime import Model
+
+    ranges = _ranges(out)
+    index = layer_index(ranges)
+    source = keras.models.load_model(trained_run / "model.keras", compile=False)
+    swish = [layer.name for layer in source.layers if getattr(getattr(layer, "activation", None), "__name__", "")
+             in ("swish", "silu")]
+    excite = [layer.name for layer in source.layers if type(layer).__name__ == "Multiply"]
+    assert set(excite) <= set(ranges) and all(n in ranges or f"{n}/mul" in ranges for n in swish)
+    paths = {f.target.format.value: f.path for f in report.files}
+    assert all(f.error is None for f in report.files), [f.error for f in report.files]
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(paths["tflite"].read_bytes()))
+    products = sigmoids = 0
+    for tensor in model.subgraphs[0].tensors:
+        name, q = tensor.name.decode(), tensor.quantization
+        if q is None or q.scale is None or len(q.scale) != 1 or tensor.type != 9:  # int8 per-tensor
+            continue
+        if is_fixed(name):
+            assert q.scale[0] == pytest.approx(1 / 256) and q.zeroPoint[0] == -128, name
+            sigmoids += 1
+            continue
+        key = key_of(name, index)
+        if key is None or name.endswith(("/Mean", "/Reshape")):  # the converter gives these their input's scale
+            continue
+        scale, zp = _qparams(ranges[key]["min"], ranges[key]["max"])
+        assert q.scale[0] == pytest.approx(scale, rel=1e-5) and q.zeroPoint[0] == zp, name
+        products += name.split(";")[0].rsplit("/", 1)[-1].split("_")[0].lower() == "mul"
+    assert products >= len(swish) + len(excite), (products, len(swish), len(excite))
+    assert sigmoids >= len(swish) + len(excite)
+    notes = report.files[0].notes["qat"]
+    assert notes["ranges_without_tensor"] == [] or set(notes["ranges_without_tensor"]) <= {
+        k for k, r in ranges.items() if not r["applied"]}, notes
+
+    for path in paths.values():
+        model = Model(path)
+        assert model.inputs[0].dtype == "uint8", model
+        pixels = np.random.default_rng(0).integers(0, 256, (4, *model.inputs[0].shape[1:]), dtype=np.uint8)
+        scores = model.predict(pixels)
+        assert scores.shape == (4, 10) and np.isfinite(scores).all()
+    if "onnx" not in paths:
+        return notes
+    graph = onnx.load(str(paths["onnx"])).graph
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    scales = {n[:-len("_scale")]: float(v) for n, v in inits.items() if n.endswith("_scale") and v.size == 1}
+    scales.update({n.input[0]: float(inits[n.input[1]]) for n in graph.node if n.op_type == "QuantizeLinear"})
+    onnx_products = 0
+    for tensor, scale in scales.items():
+        key = key_of(tensor, index)
+        if key is None or not tensor.split(":")[0].rsplit("/", 1)[-1].lower().startswith("mul"):
+            continue
+        assert scale == pytest.approx(_qparams(ranges[key]["min"], ranges[key]["max"])[0], rel=1e-5), tensor
+        onnx_products += 1
+    assert onnx_products >= len(excite), onnx_products
+
+    return notes
+
+
+def test_efficientnet_b0_qat_ranges_cover_swish_and_se(tmp_path_factory):
+    """TFLite only: onnxruntime's calibrator fails on the ONNX graph of this B0 with learned
+    ranges ("Required inputs ['.../normalization_1/Sub/y:0', ...] are missing"); not solved yet."""
+    trained_run, out, report = _efficientnet_qat("efficientnet_b0", tmp_path_factory, ("tflite",))
+    assert "input_layer" not in _ranges(out)  # Rescaling/Normalization: calibrated (module docstring)
+    _check_efficientnet_files(trained_run, out, report)
+
+
+@pytest.mark.slow
+def test_efficientnet_lite0_qat_ranges_cover_relu6(tmp_path_factory):
+    trained_run, out, report = _efficientnet_qat("efficientnet_lite0", tmp_path_factory, ("tflite", "onnx"))
+    assert "input_layer" in _ranges(out)
+    _check_efficientnet_files(trained_run, out, report)
 
 
 # -- bad input ------------------------------------------------------------------------------------

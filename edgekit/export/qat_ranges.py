@@ -14,8 +14,11 @@ named by the first such scope that is a covered layer.
 - ONNX: onnxruntime's ``quantize_static`` takes per-tensor ``rmin``/``rmax`` overrides
   (``extra_options["TensorQuantOverrides"]``) that replace what its calibrator measured.
 
-Tensors no QAT range covers (the uint8 input, the float head's softmax) keep the calibrated
-range; the export notes count both kinds. The weights are quantized by the converters as QAT
+Tensors no QAT range covers (the uint8 input, the float head's softmax, and in-model input
+preprocessing such as EfficientNet B's Rescaling/Normalization, which the converters fold into
+the input adapter and first convolution) keep the calibrated range; sigmoid outputs keep the
+range the int8 spec fixes for LOGISTIC (QAT simulates that grid); the export notes count the
+three kinds. The weights are quantized by the converters as QAT
 simulated them (int8 per channel), except onnxruntime's 7-bit ``reduce_range`` weights, which
 edgekit picks on x86 CPUs without VNNI (``edgekit.export.cpu``); QAT does not simulate those.
 """
@@ -30,8 +33,9 @@ import numpy as np
 INPUT_KEY = "input_layer"
 # onnxruntime carries a tensor's range through these unchanged (Pad after a ReLU6, Squeeze after pooling).
 ONNX_PASS_THROUGH = ("Pad", "Squeeze", "Reshape", "Transpose", "Flatten", "Identity")
-ONNX_PRODUCERS = ("Conv", "Clip", "Relu", "Add", "GlobalAveragePool", "MatMul", "Gemm")
+ONNX_PRODUCERS = ("Conv", "Clip", "Relu", "Add", "Mul", "GlobalAveragePool", "ReduceMean", "MatMul", "Gemm")
 _SUFFIX = re.compile(r"_\d+$")
+FIXED_OP = "Sigmoid"
 
 
 @dataclass
@@ -40,11 +44,13 @@ class Injection:
 
     learned: dict[str, str] = field(default_factory=dict)  # tensor -> key
     calibrated: list[str] = field(default_factory=list)
+    fixed: list[str] = field(default_factory=list)  # sigmoid outputs: range fixed by the spec
 
     def notes(self, ranges: dict) -> dict:
         unused = sorted(set(ranges) - set(self.learned.values()))
         return {"learned_ranges": len(self.learned), "calibrated_ranges": len(self.calibrated),
-                "calibrated_tensors": self.calibrated[:10], "ranges_without_tensor": unused}
+                "fixed_ranges": len(self.fixed), "calibrated_tensors": self.calibrated[:10],
+                "ranges_without_tensor": unused}
 
 
 def layer_index(ranges: dict) -> dict[str, str]:
@@ -53,13 +59,27 @@ def layer_index(ranges: dict) -> dict[str, str]:
 
 
 def key_of(name: str, index: dict[str, str]) -> str | None:
-    """The range key of a converter tensor name, from the first layer scope in it that is known."""
+    """The range key of a converter tensor name, from the first layer scope in it that is known.
+
+    An op inside a layer scope is known as ``layer/op`` (a convolution's own swish:
+    ``block1a_se_reduce/mul`` is its product, ``block1a_se_reduce`` its convolution)."""
     for part in name.split(";"):
-        for scope in part.split("/"):
+        scopes = [s.split(":")[0] for s in part.split("/")]
+        for scope, op in zip(scopes, scopes[1:]):
+            candidate = f"{_SUFFIX.sub('', scope)}/{_SUFFIX.sub('', op)}"
+            if candidate in index:
+                return index[candidate]
+        for scope in scopes:
             for candidate in (_SUFFIX.sub("", scope), scope):
                 if candidate in index:
                     return index[candidate]
     return None
+
+
+def is_fixed(name: str) -> bool:
+    """A sigmoid's output: int8 LOGISTIC has a fixed range by the TFLite spec (scale 1/256,
+    zero point -128), which QAT simulates (``edgekit.qat.layers.fake_quant_sigmoid``)."""
+    return _SUFFIX.sub("", name.split(";")[0].split("/")[-1].split(":")[0]) == FIXED_OP
 
 
 def check_ranges(ranges) -> dict:
@@ -84,7 +104,7 @@ def inject_tflite(calibrated: bytes, ranges: dict, adapter: bool) -> tuple[bytes
 
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(calibrated))
     index = layer_index(ranges)
-    if adapter:
+    if adapter and INPUT_KEY in ranges:  # none when the model normalises its own input (EfficientNet B)
         index["input_adapter"] = INPUT_KEY
     done = Injection()
     for graph in model.subgraphs:
@@ -94,6 +114,9 @@ def inject_tflite(calibrated: bytes, ranges: dict, adapter: bool) -> tuple[bytes
             if q is None or q.min is None or len(q.min) != 1:
                 continue
             name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
+            if i not in inputs and is_fixed(name):
+                done.fixed.append(name)
+                continue
             key = (INPUT_KEY if not adapter and INPUT_KEY in ranges else None) if i in inputs else key_of(name, index)
             if key is None:
                 done.calibrated.append(name)

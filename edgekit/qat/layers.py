@@ -10,7 +10,9 @@ is quantized where theirs is (Jacob et al. 2018, arXiv:1712.05877, sections 3.2 
   and the output range;
 - ``QuantDense``: the classifier with per-output-unit int8 weights (the hybrid or int8 FC);
   its logits range is recorded but not applied (edgekit's default int8 head keeps logits float);
-- ``ActivationRange``: the range of any other quantized tensor (input, Add, pooling).
+- ``ActivationRange``: the range of any other quantized tensor (input, Add, Multiply, pooling);
+- ``QuantSwish`` and ``FixedSigmoid``: swish and sigmoid as LOGISTIC (+ MUL), the sigmoid's
+  output on the fixed int8 grid the TFLite spec gives LOGISTIC (scale 1/256, zero point -128).
 
 Ranges are exponential moving averages of each training batch's min and max (decay
 ``DEFAULT_DECAY``; the first batch sets them), as TF-MOT's MovingAverageQuantizer does. The
@@ -180,6 +182,29 @@ class QuantDense(_RangeMixin, keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "units": self.units, "key": self.key, "activation": self.activation,
                 "decay": self.decay, "covers": self.covers}
+
+
+def fake_quant_sigmoid(x):
+    """sigmoid(x) on the fixed int8 grid of TFLite's LOGISTIC output (scale 1/256, zero point
+    -128: the range [0, 255/256]), which the converter imposes whatever was calibrated."""
+    return fake_quant_activation(ops.sigmoid(x), 0.0, 255.0 / 256.0)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class FixedSigmoid(keras.layers.Layer):
+    """A sigmoid (SE's gate) whose int8 output range is fixed by the spec: nothing to learn."""
+
+    def call(self, x):
+        return fake_quant_sigmoid(x)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class QuantSwish(ActivationRange):
+    """swish(x) = x * sigmoid(x) as the converters write it (LOGISTIC then MUL, both int8): the
+    sigmoid on its fixed grid, then the product with its learned range (``key``)."""
+
+    def call(self, x, training=False):
+        return self._ranged(x * fake_quant_sigmoid(x), training, self.apply)
 
 
 RANGE_LAYERS = (ActivationRange, QuantConv, QuantDense)

@@ -3,10 +3,12 @@
 ``qat_model(float_model)`` walks the functional graph once, in order, and rebuilds it with the
 layers of ``edgekit.qat.layers`` where the converters put an int8 op: Conv2D/DepthwiseConv2D
 with the BatchNormalization and ReLU/ReLU6 that follow it (fused, as TFLite and onnxruntime
-fuse them), Add, GlobalAveragePooling2D, the Dense classifier, and the input. Layers that do
-not change a tensor's quantization (ZeroPadding2D, Dropout, Reshape, Flatten, a final softmax)
-are copied as they are. Any other layer is refused (``UnsupportedLayer``, naming it): its int8
-form (swish's LOGISTIC and MUL, squeeze-and-excitation's MUL, ...) is not simulated here.
+fuse them), swish (LOGISTIC + MUL: ``QuantSwish``) and sigmoid (``FixedSigmoid``) whether a
+layer or a convolution's own activation, Add, Multiply (squeeze-and-excitation), GlobalAveragePooling2D,
+the Dense classifier, and the input. Layers that do not change a tensor's quantization
+(ZeroPadding2D, Dropout, Reshape, Flatten, a final softmax) are copied as they are and added to
+the ``covers`` of the range they carry; input Rescaling/Normalization are copied unquantized
+(``PREPROCESSING``). Any other layer is refused (``UnsupportedLayer``, naming it).
 
 ``write_back(qat, float_model)`` copies the trained weights into the float architecture
 (unfolded: conv kernel, and batch norm gamma/beta with the frozen statistics), so a QAT run's
@@ -20,13 +22,19 @@ import keras
 import numpy as np
 from keras import layers as L
 
-from .layers import DEFAULT_DECAY, RANGE_LAYERS, ActivationRange, QuantConv, QuantDense
+from .layers import DEFAULT_DECAY, RANGE_LAYERS, ActivationRange, FixedSigmoid, QuantConv, QuantDense, QuantSwish
 
 INPUT_KEY = "input_layer"
 PASS_THROUGH = (L.ZeroPadding2D, L.Dropout, L.Reshape, L.Flatten)
-RANGED_OPS = (L.Add, L.GlobalAveragePooling2D)
-SUPPORTED = ("Conv2D, DepthwiseConv2D, BatchNormalization after a convolution, ReLU/ReLU6, Add, "
-             "GlobalAveragePooling2D, Dense, ZeroPadding2D, Dropout, Reshape, Flatten, a final softmax")
+RANGED_OPS = (L.Add, L.Multiply, L.GlobalAveragePooling2D)
+# In-model input preprocessing (EfficientNet B's Rescaling and Normalization): a fixed affine map
+# of the pixels that the converters fold into the input adapter / first convolution. It is
+# copied unquantized and the input gets no learned range: those tensors keep calibrated ranges.
+PREPROCESSING = (L.Rescaling, L.Normalization)
+SWISH = ("swish", "silu")
+SUPPORTED = ("Conv2D, DepthwiseConv2D, BatchNormalization after a convolution, ReLU/ReLU6, swish, sigmoid, "
+             "Add, Multiply, GlobalAveragePooling2D, Dense, ZeroPadding2D, Dropout, Reshape, Flatten, "
+             "Rescaling/Normalization on the input, a final softmax")
 
 
 class UnsupportedLayer(ValueError):
@@ -53,6 +61,10 @@ def _act_name(layer) -> str | None:
         name = getattr(layer.activation, "__name__", str(layer.activation))
         return name if name in ("relu", "relu6", "linear") else None
     return None
+
+
+def _activation(layer) -> str:
+    return getattr(getattr(layer, "activation", None), "__name__", "")
 
 
 def _is_softmax(layer) -> bool:
@@ -89,11 +101,13 @@ def _conv_unit(graph: _Graph, conv) -> tuple[QuantConv, list]:
     if tuple(cfg.get("dilation_rate", (1, 1))) != (1, 1) or cfg.get("groups", 1) != 1:
         raise _refuse(conv, " (dilated or grouped)")
     own_act = getattr(conv.activation, "__name__", "linear")
-    if own_act not in ("linear", "relu"):
+    if own_act not in ("linear", "relu", "sigmoid", *SWISH):
         raise _refuse(conv, f" (activation {own_act})")
+    if own_act not in ("linear", "relu"):  # LOGISTIC (+ MUL) after the int8 conv: _tail
+        own_act = "bypass"
     chain, bn, act = [conv], None, own_act
     nxt = graph.sole_consumer(conv)
-    if isinstance(nxt, L.BatchNormalization) and own_act == "linear":
+    if isinstance(nxt, L.BatchNormalization) and act == "linear":
         bcfg = nxt.get_config()
         if not (bcfg["center"] and bcfg["scale"] and bcfg["axis"] in (-1, 3, [3], [-1])):
             raise _refuse(nxt, " (needs center, scale and the channel axis)")
@@ -108,7 +122,8 @@ def _conv_unit(graph: _Graph, conv) -> tuple[QuantConv, list]:
                      cfg["strides"], cfg["padding"], key=chain[-1].name,
                      depth_multiplier=cfg.get("depth_multiplier", 1), use_bias=cfg["use_bias"],
                      batchnorm=bn is not None, epsilon=bn.epsilon if bn is not None else 1e-3,
-                     activation=act, decay=DEFAULT_DECAY, covers=[c.name for c in chain], name=conv.name)
+                     activation="linear" if act == "bypass" else act, decay=DEFAULT_DECAY,
+                     covers=[c.name for c in chain], name=conv.name)
     return unit, chain
 
 
@@ -121,41 +136,63 @@ def qat_model(model: keras.Model) -> keras.Model:
     a layer the fake quantization cannot stand for."""
     graph = _Graph(model)
     x_in = keras.Input(shape=model.inputs[0].shape[1:], name=model.inputs[0].name)
-    new = {id(model.inputs[0]): ActivationRange(INPUT_KEY, name=f"{INPUT_KEY}_range")(x_in)}
+    users = graph.consumers.get(id(model.inputs[0]), [])
+    input_range = None if any(isinstance(u, PREPROCESSING) for u in users) else \
+        ActivationRange(INPUT_KEY, name=f"{INPUT_KEY}_range")
+    new = {id(model.inputs[0]): input_range(x_in) if input_range else x_in}
+    carrier = {id(model.inputs[0]): input_range}  # the range layer whose range each tensor has
     absorbed: set[str] = set()
     copies: list[tuple] = []
     for layer in model.layers:
         if isinstance(layer, L.InputLayer) or layer.name in absorbed:
             continue
         xs = [new[id(t)] for t in graph.inputs(layer)]
+        last, ranged = layer, None
         if isinstance(layer, (L.Conv2D, L.DepthwiseConv2D)) and not isinstance(layer, L.Conv2DTranspose):
             unit, chain = _conv_unit(graph, layer)
-            y = unit(xs[0])
+            y, ranged = unit(xs[0]), unit
             _set_conv_weights(unit, chain)
             absorbed.update(c.name for c in chain)
             last = chain[-1]
+            if _activation(layer) in SWISH:  # the product is the conv's own "<name>/mul" tensor
+                ranged = QuantSwish(f"{layer.name}/mul", name=f"{layer.name}_swish")
+                y = ranged(y)
+            elif _activation(layer) == "sigmoid":
+                y, ranged = FixedSigmoid(name=f"{layer.name}_sigmoid")(y), None
+        elif isinstance(layer, L.Activation) and _activation(layer) in SWISH:
+            ranged = QuantSwish(layer.name, name=f"{layer.name}_swish")
+            y = ranged(xs[0])
+        elif isinstance(layer, L.Activation) and _activation(layer) == "sigmoid":
+            y = FixedSigmoid(name=f"{layer.name}_sigmoid")(xs[0])
         elif isinstance(layer, L.Dense):
             act = getattr(layer.activation, "__name__", "linear")
             if act not in ("linear", "softmax") or len(layer.output.shape) != 2:
                 raise _refuse(layer, f" (activation {act})" if act not in ("linear", "softmax") else " (not on a vector)")
-            unit = QuantDense(layer.units, key=layer.name, activation=act, name=layer.name)
-            y = unit(xs[0])
-            unit.set_weights([*layer.get_weights(), *unit.get_weights()[2:]])
-            last = layer
+            ranged = QuantDense(layer.units, key=layer.name, activation=act, name=layer.name)
+            y = ranged(xs[0])
+            ranged.set_weights([*layer.get_weights(), *ranged.get_weights()[2:]])
         elif isinstance(layer, RANGED_OPS):
             copy = _copy(layer)
-            y = ActivationRange(layer.name, name=f"{layer.name}_range")(copy(xs if len(xs) > 1 else xs[0]))
-            last = layer
-        elif isinstance(layer, PASS_THROUGH) or (_is_softmax(layer) and layer.output is model.outputs[0]):
+            ranged = ActivationRange(layer.name, name=f"{layer.name}_range")
+            y = ranged(copy(xs if len(xs) > 1 else xs[0]))
+        elif isinstance(layer, PASS_THROUGH + PREPROCESSING) or (_is_softmax(layer) and
+                                                                 layer.output is model.outputs[0]):
+            if isinstance(layer, PREPROCESSING) and input_range is not None:
+                raise _refuse(layer, " (preprocessing inside the model, not on its input)")
             copy = _copy(layer)
             y = copy(xs[0])
             copies.append((copy, layer))
-            last = layer
+            ranged = carrier.get(id(graph.inputs(layer)[0])) if isinstance(layer, PASS_THROUGH) else None
+            if ranged is not None:  # the converters give the result its input's range
+                ranged.covers.append(layer.name)
         else:
             raise _refuse(layer)
         new[id(last.output)] = y
+        carrier[id(last.output)] = ranged
     for copy, layer in copies:
         copy.set_weights(layer.get_weights())
+        if isinstance(copy, L.Normalization):
+            copy.finalize_state()  # its call reads mean/variance computed from the weights
     return keras.Model(x_in, new[id(model.outputs[0])], name=model.name)
 
 
