@@ -1,7 +1,9 @@
 """``edgekit evaluate FILE``: what ``edgekit export`` ships, evaluated through ``edgekit.runtime``
 (issue 13, item 0).
 
-One tiny model is trained on the shipped Fashion-MNIST sample and exported (fp32 and int8
+One tiny model is trained on the shipped Fashion-MNIST sample, its 28x28 images upsampled to
+32x32 and normalised to [-1, 1] (as the zoo's runs take them: bilinear upsampling puts pixels
+exactly halfway between two integers, where a uint8 input's rounding must agree), and exported (fp32 and int8
 TFLite, ONNX and ORT, validated on 120 seeded test images); evaluating each file on the same
 images (``--limit 120`` draws the same seeded sample) must give exactly the accuracy the export
 report gives, and ``--reference RUN`` exactly its top-1 agreement with the Keras model. The
@@ -48,7 +50,8 @@ def shipped(tmp_path_factory):
     from edgekit.runtime import PreprocessSpec
 
     root = tmp_path_factory.mktemp("shipped")
-    run = train_run(root / "fmnist", _tiny_model(), PreprocessSpec(size=(28, 28), channels=1), "tiny", epochs=8)
+    spec = PreprocessSpec(size=(32, 32), channels=1, mean=(127.5,), std=(127.5,))
+    run = train_run(root / "fmnist", _tiny_model(32), spec, "tiny", epochs=8)
     result = edgekit("export", run, "--format", "tflite,onnx,ort", "--quantize", "fp32,int8",
                      "--num-validation", NUM, "--out", root / "files", "--json")
     assert result.exit_code == 0, result.stderr

@@ -14,11 +14,11 @@ from conftest import REPO
 SAMPLE = REPO / "calibration" / "fashion-mnist"
 
 
-def _tiny_model():
+def _tiny_model(size: int = 28):
     import keras
 
     keras.utils.set_random_seed(0)
-    inp = keras.Input((28, 28, 1))
+    inp = keras.Input((size, size, 1))
     x = keras.layers.Conv2D(16, 3, strides=2, activation="relu", name="conv1")(inp)
     x = keras.layers.DepthwiseConv2D(3, padding="same", name="dw")(x)
     x = keras.layers.BatchNormalization(name="bn")(x)

@@ -205,3 +205,39 @@ def test_model_with_two_inputs_or_a_non_image_input_is_refused(tmp_path):
     _assert_one_line_error(_edgekit("export", tmp_path / "two.keras"), "2 inputs")
     _assert_one_line_error(_edgekit("export", tmp_path / "flat.keras"), "input shape")
     assert sorted(os.listdir(tmp_path)) == before
+
+
+def _upsampling_forms():
+    """Forms of a gray model trained on 28x28 images resized to 32x32 and normalised to
+    [-1, 1]: bilinear upsampling makes pixels that fall halfway between two integers."""
+    from edgekit.export import InputColor, InputForm
+    from edgekit.runtime import PreprocessSpec
+
+    native = PreprocessSpec(size=(32, 32), channels=1, mean=(127.5,), std=(127.5,))
+    return [InputForm.choose(native, color, pixels) for color in InputColor for pixels in (True, False)]
+
+
+@pytest.mark.parametrize("form", _upsampling_forms(), ids=lambda f: f"{f.native.channels}ch-{f.key}")
+def test_validation_inputs_are_what_the_runtime_makes_of_each_image(form):
+    """Issue 13, item 0: the inputs export validates a file on are, bit for bit, the ones
+    ``edgekit.runtime`` prepares from the same images (what ``edgekit evaluate FILE`` feeds it),
+    so the report's accuracy is the file's. Recovering pixels from the normalised inputs in float
+    would miss ties (x.5) by an ulp, which a uint8 input then rounds the other way."""
+    from edgekit.data import load_split
+    from edgekit.export.datasets import load_validation
+    from edgekit.runtime import load_image
+    from edgekit.runtime.preprocess import preprocess
+
+    validation = load_validation(str(SAMPLE), form.native, 200, 10)
+    paths = load_split(str(SAMPLE), "test").sample(200, seed=0).images  # read as edgekit evaluate reads them
+
+    def prepared(spec):
+        return np.stack([preprocess(load_image(p, spec.channels), spec) for p in paths])
+
+    want = prepared(form.spec())
+    got = form.from_pixels(validation.pixels)
+    assert got.dtype == np.float32 and got.shape == want.shape
+    assert np.array_equal(got, want)
+    assert np.array_equal(validation.inputs, prepared(form.native))
+    if form.pixels:  # the ties this guards against are there: pixels exactly halfway
+        assert np.any(np.modf(want)[0] == 0.5)

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO
+from run_helpers import assert_same_weights, interrupt_after_first_epoch
 from test_export import SAMPLE, train_run
 
 SPEC = dict(size=(32, 32), channels=1)
@@ -147,17 +148,45 @@ def test_qat_run_is_an_edgekit_run_with_its_ranges(trained, qat_run):
 
 
 def _assert_same_run(a, b):
-    import keras
-
-    full = keras.models.load_model(a / "model.keras", compile=False).get_weights()
-    resumed = keras.models.load_model(b / "model.keras", compile=False).get_weights()
-    assert len(full) == len(resumed)
-    for x, y in zip(full, resumed):
-        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    assert_same_weights(a, b)
     assert set(_ranges(a)) == set(_ranges(b))
     for key, r in _ranges(a).items():
         assert _ranges(b)[key]["min"] == pytest.approx(r["min"], rel=1e-5, abs=1e-6), key
         assert _ranges(b)[key]["max"] == pytest.approx(r["max"], rel=1e-5, abs=1e-6), key
+
+
+def test_distillation_targets_are_the_source_runs_probabilities(trained, qat_run):
+    """The default target: each training batch's soft targets are the original model's
+    probabilities on that very (augmented) batch, and the metric QAT reports is the top-1
+    agreement with it."""
+    import keras
+
+    from edgekit.data import load_split
+    from edgekit.qat.run import _batches
+    from edgekit.runtime import PreprocessSpec
+    from edgekit.train.dataset import EpochData
+
+    teacher = keras.models.load_model(trained / "model.keras", compile=False)
+    feed = EpochData(load_split(SAMPLE, "train"), PreprocessSpec(**SPEC), 16, None, None, 0)
+    x, soft = next(iter(_batches(feed, 0, 1, teacher)))
+    np.testing.assert_allclose(soft.numpy(), np.asarray(teacher(x, training=False)), rtol=1e-5, atol=1e-6)
+    x_plain, labels = next(iter(_batches(feed, 0, 1, None)))
+    np.testing.assert_array_equal(x_plain.numpy(), x.numpy())
+    assert labels.shape == (16,)
+    info = json.loads((qat_run / "edgekit.json").read_text())
+    assert "agreement" in info["history"] and "accuracy" not in info["history"]
+    assert "distillation" in info["qat"]["target"]
+
+
+def test_labels_target_fits_the_labels(trained, tmp_path):
+    from edgekit.qat import QatConfig, qat
+
+    meta = qat(QatConfig(run=str(trained), out=str(tmp_path / "labels"), target="labels",
+                         **{**QAT, "epochs": 1}))
+    assert "accuracy" in meta["history"] and "agreement" not in meta["history"]
+    assert meta["qat"]["target"] == "the training labels"
+    with pytest.raises(ValueError, match="--target got 'teacher'"):
+        QatConfig(run=str(trained), out=str(tmp_path / "x"), target="teacher")
 
 
 def test_resume_from_first_epoch_checkpoint_equals_uninterrupted(trained, qat_run_and_first_epoch, tmp_path):
@@ -184,18 +213,8 @@ def test_resume_after_kill_equals_uninterrupted(trained, qat_run, tmp_path, monk
     from edgekit.qat.run import partial_dir
     from edgekit.train import runstate
 
-    original = runstate.EpochCheckpoint.on_epoch_end
-
-    def crash_after_first(self, epoch, logs=None):
-        original(self, epoch, logs)
-        if epoch == 0:
-            raise KeyboardInterrupt("simulated kill after epoch 1")
-
     out = tmp_path / "cut"
-    monkeypatch.setattr(runstate.EpochCheckpoint, "on_epoch_end", crash_after_first)
-    with pytest.raises(KeyboardInterrupt):
-        qat(QatConfig(run=str(trained), out=str(out), **QAT))
-    monkeypatch.setattr(runstate.EpochCheckpoint, "on_epoch_end", original)
+    interrupt_after_first_epoch(monkeypatch, lambda: qat(QatConfig(run=str(trained), out=str(out), **QAT)))
     assert not out.exists() and runstate.read_state(partial_dir(out))["epoch"] == 1
     with pytest.raises(ValueError, match="--resume"):
         qat(QatConfig(run=str(trained), out=str(out), **QAT))

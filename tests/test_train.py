@@ -20,6 +20,7 @@ from edgekit.train import runstate
 from edgekit.train.evaluate import evaluate
 
 from conftest import REPO
+from run_helpers import assert_same_weights, interrupt_after_first_epoch
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +42,6 @@ def _cfg(data, out, **kw):
     return TrainConfig(**base)
 
 
-def _weights(path):
-    return [w for w in keras.models.load_model(path, compile=False).get_weights()]
-
-
 def test_run_directory_contract(sample_npz, tmp_path):
     meta = train(_cfg(sample_npz, tmp_path / "run"))
     run = tmp_path / "run"
@@ -60,24 +57,13 @@ def test_run_directory_contract(sample_npz, tmp_path):
 
 def test_resume_equals_uninterrupted(sample_npz, tmp_path, monkeypatch):
     train(_cfg(sample_npz, tmp_path / "full", epochs=3))
-    original = runstate.EpochCheckpoint.on_epoch_end
-
-    def crash_after_first(self, epoch, logs=None):
-        original(self, epoch, logs)
-        if epoch == 0:
-            raise KeyboardInterrupt("simulated kill after epoch 1")
-
-    monkeypatch.setattr(runstate.EpochCheckpoint, "on_epoch_end", crash_after_first)
-    with pytest.raises(KeyboardInterrupt):
-        train(_cfg(sample_npz, tmp_path / "cut", epochs=3))
-    monkeypatch.setattr(runstate.EpochCheckpoint, "on_epoch_end", original)
+    interrupt_after_first_epoch(monkeypatch, lambda: train(_cfg(sample_npz, tmp_path / "cut", epochs=3)))
     assert runstate.read_state(tmp_path / "cut")["epoch"] == 1
     with pytest.raises(ValueError, match="already holds a run"):
         train(_cfg(sample_npz, tmp_path / "cut", epochs=3))
     meta = train(_cfg(sample_npz, tmp_path / "cut", epochs=3, resume=True))
     assert meta["epochs_run_this_invocation"] == 2
-    for a, b in zip(_weights(tmp_path / "full" / "model.keras"), _weights(tmp_path / "cut" / "model.keras")):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert_same_weights(tmp_path / "full", tmp_path / "cut")
 
 
 def test_resume_without_checkpoint_is_an_error(sample_npz, tmp_path):

@@ -21,6 +21,25 @@ class CliError(click.ClickException):
         click.echo(f"edgekit: error: {self.format_message()}", err=True)
 
 
+def run_options(strategies: tuple[str, ...], resume_help: str):
+    """The options every command that writes a run shares (``train``, ``qat``): --strategy,
+    --resume, --limit, --seed and --json, in that order."""
+    options = [
+        click.option("--strategy", type=click.Choice(list(strategies)), default="default", show_default=True),
+        click.option("--resume", is_flag=True, help=resume_help),
+        click.option("--limit", type=click.IntRange(2), default=None, help="Use only N training images."),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--json", "as_json", is_flag=True, help="Print the run metadata as one JSON document."),
+    ]
+
+    def apply(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return apply
+
+
 class InternalError(CliError):
     """A failure inside edgekit or a tool it drives (a converter), not the user's input:
     one line on stderr, exit 1."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import emit_json, quiet_tensorflow, run_checked, stdout_to_stderr
+from .common import emit_json, quiet_tensorflow, run_checked, run_options, stdout_to_stderr
 
 
 @click.command("qat")
@@ -14,13 +14,11 @@ from .common import emit_json, quiet_tensorflow, run_checked, stdout_to_stderr
 @click.option("--batch-size", type=click.IntRange(1), default=128, show_default=True)
 @click.option("--lr", type=float, default=1e-4, show_default=True, help="Peak learning rate (cosine decay).")
 @click.option("--data", default=None, help="Training images  [default: the run's training data]")
-@click.option("--limit", type=click.IntRange(2), default=None, help="Use only N training images.")
-@click.option("--strategy", type=click.Choice(["default", "mirrored"]), default="default",
-              show_default=True)
-@click.option("--resume", is_flag=True, help="Continue an interrupted qat of --out from its last checkpoint.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the run metadata as one JSON document.")
-def qat_command(run, out, epochs, batch_size, lr, data, limit, strategy, resume, seed, as_json):
+@click.option("--target", type=click.Choice(["distill", "labels"]), default="distill", show_default=True,
+              help="What QAT fits: distill = the original run's probabilities on each augmented batch (the "
+                   "int8 model learns to answer as the float one does); labels = the training labels.")
+@run_options(("default", "mirrored"), "Continue an interrupted qat of --out from its last checkpoint.")
+def qat_command(run, out, epochs, batch_size, lr, data, target, strategy, resume, limit, seed, as_json):
     """Fine-tune RUN (an 'edgekit train' run) with int8 fake quantization; write a QAT run to --out
     whose learned activation ranges 'edgekit export --quantize int8' writes into the files."""
     quiet_tensorflow()
@@ -28,11 +26,12 @@ def qat_command(run, out, epochs, batch_size, lr, data, limit, strategy, resume,
         from ..qat import QatConfig, qat
 
         cfg = run_checked(QatConfig, run=run, out=out, epochs=epochs, batch_size=batch_size, lr=lr,
-                          strategy=strategy, resume=resume, data=data, limit=limit, seed=seed)
+                          strategy=strategy, target=target, resume=resume, data=data, limit=limit, seed=seed)
         meta = run_checked(qat, cfg)
     if as_json:
         emit_json(meta)
         return
     final = meta["final"]
-    click.echo(f"qat of {run}: {len(meta['qat']['ranges'])} activation ranges learned; final accuracy "
-               f"{final.get('accuracy', float('nan')):.4f}; wrote {out}")
+    metric = "agreement" if "agreement" in final else "accuracy"
+    click.echo(f"qat of {run}: {len(meta['qat']['ranges'])} activation ranges learned; final training {metric} "
+               f"{final.get(metric, float('nan')):.4f}; wrote {out}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import (emit_json, native_stderr_silenced, quiet_missing_glyphs, quiet_tensorflow, run_checked,
+from .common import (emit_json, native_stderr_silenced, quiet_missing_glyphs, quiet_tensorflow, run_checked, run_options,
                      stdout_to_stderr)
 
 
@@ -33,19 +33,14 @@ from .common import (emit_json, native_stderr_silenced, quiet_missing_glyphs, qu
 @click.option("--fine-tune-epochs", type=click.IntRange(0), default=0, show_default=True,
               help="Then unfreeze everything and train this many epochs at lr/10.")
 @click.option("--mixed-precision", is_flag=True, help="float16 on GPU (bfloat16 on CPU).")
-@click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]), default="default",
-              show_default=True)
-@click.option("--resume", is_flag=True, help="Continue the interrupted run in --out from its last checkpoint.")
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default="train", show_default=True)
 @click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
               help="Seeded validation hold-out when the data has no val split (0: none).")
 @click.option("--early-stopping", type=click.IntRange(0), default=0, help="Patience in epochs (0: off).")
-@click.option("--limit", type=click.IntRange(2), default=None, help="Use only N training images.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the run metadata as one JSON document.")
+@run_options(("default", "mirrored", "multiworker"), "Continue the interrupted run in --out from its last checkpoint.")
 def train_command(arch, data, out, input_size, channels, alpha, epochs, batch_size, lr, label_smoothing, weight_decay, warmup_epochs, augment,
-                  weights, freeze, fine_tune_epochs, mixed_precision, strategy, resume, split,
-                  val_fraction, early_stopping, limit, seed, as_json):
+                  weights, freeze, fine_tune_epochs, mixed_precision, split,
+                  val_fraction, early_stopping, strategy, resume, limit, seed, as_json):
     """Train ARCH (a zoo name) on labelled images; write the run to --out."""
     quiet_tensorflow()
     with stdout_to_stderr(as_json):

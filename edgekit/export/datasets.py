@@ -3,6 +3,13 @@ preprocessing with the model's own PreprocessSpec (so they match training pixel 
 
 Both are materialised as float32 arrays up front: a missing, empty or undecodable source then
 fails before any converter runs or any file is written.
+
+Validation keeps the resized pixels too (``ValidationData.pixels``): a file whose input differs
+from the trained model's (raw uint8 pixels, RGB for a gray model) gets its inputs made from them
+as ``edgekit.runtime`` makes them from an image, so the accuracy the export report gives for a
+file is the one ``edgekit evaluate FILE`` measures on the same images, image for image (undoing
+the normalisation in float would move pixels that fall exactly between two integers, which the
+uint8 input then rounds the other way).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ class ValidationData:
     labels: np.ndarray | None
     source: str
     class_names: tuple[str, ...] = ()
+    pixels: np.ndarray | None = None  # float32 N x H x W x C: resized, unnormalised (``inputs`` before step 4)
 
 
 def load_calibration(path: str, spec: PreprocessSpec, num: int | None) -> tuple[np.ndarray, str]:
@@ -40,7 +48,7 @@ def load_calibration(path: str, spec: PreprocessSpec, num: int | None) -> tuple[
 
 def load_validation(path: str, spec: PreprocessSpec, num: int, num_classes: int) -> ValidationData:
     """Up to ``num`` seeded images of the test split of ``path``, else of its validation part."""
-    from edgekit.data import DataError, load_split, make_dataset
+    from edgekit.data import DataError, load_split, pixel_dataset
 
     try:
         data = load_split(path, "test")
@@ -48,20 +56,28 @@ def load_validation(path: str, spec: PreprocessSpec, num: int, num_classes: int)
         data = load_split(path, "val")
     data = data.sample(num, seed=0)  # the images `edgekit evaluate --limit NUM` takes
     xs, ys = [], []
-    for x, y in make_dataset(data, spec, batch_size=64, training=False, shuffle=False).as_numpy_iterator():
+    for x, y in pixel_dataset(data, spec, batch_size=64, training=False, shuffle=False).as_numpy_iterator():
         xs.append(x)
         ys.append(y)
     if not xs:
         raise DataError(f"validation data {data.source} is empty")
-    labels = np.concatenate(ys)
+    labels, pixels = np.concatenate(ys), np.concatenate(xs)
     # Labels of a dataset with other classes than the model say nothing about its accuracy.
     known = len(data.class_names) == num_classes
-    return ValidationData(np.concatenate(xs), labels if known else None, data.source, data.class_names if known else ())
+    return ValidationData(normalize(pixels, spec), labels if known else None, data.source,
+                          data.class_names if known else (), pixels=pixels)
+
+
+def normalize(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """``(pixels - mean) / std`` in float32: step 4 of the preprocessing, as ``normalize_tf``
+    and ``edgekit.runtime.preprocess`` compute it (the same float32 operations, bit for bit)."""
+    mean, std = np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)
+    return ((pixels.astype(np.float32, copy=False) - mean) / std).astype(np.float32, copy=False)
 
 
 def random_validation(spec: PreprocessSpec) -> ValidationData:
     """Seeded random pixels, normalised: enough to compare outputs when no data is known."""
     h, w = spec.size
     pixels = np.random.default_rng(0).integers(0, 256, (RANDOM_VALIDATION, h, w, spec.channels)).astype(np.float32)
-    x = (pixels - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
-    return ValidationData(x.astype(np.float32), None, f"{RANDOM_VALIDATION} random images (no data known)")
+    return ValidationData(normalize(pixels, spec), None, f"{RANDOM_VALIDATION} random images (no data known)",
+                          pixels=pixels)

@@ -169,7 +169,7 @@ def _form_context(base: ConversionContext, form: InputForm) -> ConversionContext
     if not form.needs_adapter:
         return base
     validation = base.validation
-    inputs = form.from_native(validation.inputs)
+    inputs = form.from_native(validation.inputs) if validation.pixels is None else form.from_pixels(validation.pixels)
     reference = base.reference
     if form.converts_color:  # the luma of an RGB-repeated gray image is 0.9999 of it: recompute
         reference = keras_reference(base.model, replace(validation, inputs=form.to_native(inputs)))

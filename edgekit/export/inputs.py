@@ -134,6 +134,18 @@ class InputForm:
         a, b = self._file_to_pixels()
         return ((pixels - b) / a).astype(np.float32)
 
+    def from_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """Resized, unnormalised pixels of the trained model's channels N x H x W x C -> this
+        form's inputs, as ``edgekit.runtime.preprocess`` computes them from the same images (gray
+        repeated to RGB, then ``(x - mean) / std`` of this form in float32): bit for bit what
+        ``edgekit evaluate FILE`` feeds the file."""
+        x = pixels.astype(np.float32, copy=False)
+        if self.converts_color:
+            x = np.repeat(x, self.channels // self.native.channels, axis=-1)
+        spec = self.spec()
+        mean, std = np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)
+        return ((x - mean) / std).astype(np.float32, copy=False)
+
     def to_native(self, x: np.ndarray) -> np.ndarray:
         """Inputs in this form -> what the trained model gets for the same images (float32, as
         edgekit's preprocessing computes it: luma of the pixels, then normalised)."""

@@ -77,30 +77,27 @@ def parse_choices(text: str | list | tuple, enum: type[E], option: str) -> tuple
     return tuple(dict.fromkeys(parsed))
 
 
-def parse_budget(value) -> float | None:
-    """``--max-accuracy-drop``: a number of percentage points >= 0, or none (no budget)."""
+def _number_or_none(value, option: str, low: float, high: float, expected: str) -> float | None:
+    """``value`` as a finite number in [low, high], None for none; ValueError naming ``option``."""
     if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
         return None
     try:
         number = float(value)
     except (TypeError, ValueError):
         number = math.nan
-    if isinstance(value, bool) or not (math.isfinite(number) and number >= 0):
-        raise ValueError(f"--max-accuracy-drop got {value!r}; expected percentage points >= 0 (e.g. 0.5) or none")
+    if isinstance(value, bool) or not (math.isfinite(number) and low <= number <= high):
+        raise ValueError(f"{option} got {value!r}; expected {expected} or none")
     return number
+
+
+def parse_budget(value) -> float | None:
+    """``--max-accuracy-drop``: a number of percentage points >= 0, or none (no budget)."""
+    return _number_or_none(value, "--max-accuracy-drop", 0.0, math.inf, "percentage points >= 0 (e.g. 0.5)")
 
 
 def parse_min_agreement(value) -> float | None:
     """``--min-agreement``: a percentage in [0, 100] of top-1 answers equal to Keras, or none."""
-    if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if isinstance(value, bool) or not (math.isfinite(number) and 0 <= number <= 100):
-        raise ValueError(f"--min-agreement got {value!r}; expected a percentage from 0 to 100 (e.g. 98.5) or none")
-    return number
+    return _number_or_none(value, "--min-agreement", 0.0, 100.0, "a percentage from 0 to 100 (e.g. 98.5)")
 
 
 @dataclass(frozen=True)

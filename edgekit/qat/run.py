@@ -10,6 +10,14 @@ Work happens in a hidden sibling folder (``.NAME.qat-partial``) holding per-epoc
 it is renamed onto ``--out`` only when complete, so ``--out`` never holds a partial run, and
 ``--resume`` continues from its last checkpoint. Epoch order and augmentation depend only on
 (seed, epoch) (``edgekit.train.dataset``), so a resumed run equals an uninterrupted one.
+
+What QAT fits (``--target``): by default the trained run's own float model is the teacher
+(knowledge distillation, Hinton et al. 2015, arXiv:1503.02531; used for quantized students by
+Mishra & Marr 2017, arXiv:1711.05852, and Polino et al. 2018, arXiv:1802.05668): each batch's
+soft targets are the original model's probabilities on the same augmented images, so the int8
+model learns to give the answers the float model gives (its training "agreement" metric is the
+top-1 agreement with it). ``labels`` fine-tunes on the training labels instead, which lets the
+int8 model drift from the original wherever the labels allow.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import numpy as np
 
 from edgekit import __version__
 
+TARGETS = ("distill", "labels")
 STRATEGIES = ("default", "mirrored")  # multi-worker: every worker would write --out; not done
 PARTIAL_SUFFIX = ".qat-partial"
 
@@ -43,6 +52,7 @@ class QatConfig:
     batch_size: int = 128
     lr: float = 1e-4  # peak; cosine decay to lr/100 (a fine-tune of a converged model)
     strategy: str = "default"
+    target: str = "distill"  # soft targets from the original model, or the training labels
     resume: bool = False
     data: str | None = None  # default: the run's training data
     limit: int | None = None
@@ -53,6 +63,7 @@ class QatConfig:
                   (self.batch_size >= 1, "batch-size", self.batch_size, "an integer >= 1"),
                   (np.isfinite(self.lr) and self.lr > 0, "lr", self.lr, "a number > 0"),
                   (self.strategy in STRATEGIES, "strategy", self.strategy, f"one of {', '.join(STRATEGIES)}"),
+                  (self.target in TARGETS, "target", self.target, f"one of {', '.join(TARGETS)}"),
                   (self.limit is None or self.limit >= 2, "limit", self.limit, "an integer >= 2")]
         for ok, name, value, expected in checks:
             if not ok:
@@ -114,10 +125,24 @@ def _data(cfg: QatConfig, meta: dict):
     return train, run_cfg.get("augment", "flip")
 
 
-def _compile(model: keras.Model, lr: float, total_steps: int) -> None:
+def _compile(model: keras.Model, lr: float, total_steps: int, target: str) -> None:
     schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, total_steps), alpha=0.01)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=schedule),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    if target == "distill":  # cross-entropy to the teacher's probabilities; argmax match = agreement
+        loss, metrics = "categorical_crossentropy", [keras.metrics.CategoricalAccuracy(name="agreement")]
+    else:
+        loss, metrics = "sparse_categorical_crossentropy", ["accuracy"]
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=schedule), loss=loss, metrics=metrics)
+
+
+def _batches(feed, first: int, last: int, teacher: keras.Model | None):
+    """Training batches of epochs first..last: (x, label), or (x, teacher probabilities)."""
+    ds = feed.epochs(first, last)
+    if teacher is None:
+        return ds
+    import tensorflow as tf
+
+    return ds.map(lambda x, y: (x, tf.cast(teacher(x, training=False), tf.float32)),
+                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def qat(cfg: QatConfig) -> dict:
@@ -141,6 +166,7 @@ def qat(cfg: QatConfig) -> dict:
     out, work, state = _check_out(cfg)
     source = Path(cfg.run) / "model.keras"
     floating = load_keras_model(source)
+    teacher = load_keras_model(source) if cfg.target == "distill" else None
     train_data, augment = _data(cfg, meta)
     spec = PreprocessSpec.from_dict(meta["preprocess"])
     feed = EpochData(train_data, spec, cfg.batch_size, parse_augment(augment), None, cfg.seed)
@@ -149,7 +175,7 @@ def qat(cfg: QatConfig) -> dict:
         # Refuses unsupported layers (UnsupportedLayer) before anything is written.
         model = qat_model(floating) if state is None else load_checkpoint(work, state)
         if state is None:
-            _compile(model, cfg.lr, feed.steps * cfg.epochs)
+            _compile(model, cfg.lr, feed.steps * cfg.epochs, cfg.target)
         work.mkdir(parents=True, exist_ok=True)
         start = state["epoch"] if state else 0
         remove_stale_temps(work)
@@ -158,7 +184,7 @@ def qat(cfg: QatConfig) -> dict:
             f"epochs {start + 1}..{cfg.epochs}")
         history: dict[str, list] = {}
         if start < cfg.epochs:
-            h = model.fit(feed.epochs(start, cfg.epochs), epochs=cfg.epochs, initial_epoch=start,
+            h = model.fit(_batches(feed, start, cfg.epochs, teacher), epochs=cfg.epochs, initial_epoch=start,
                           steps_per_epoch=feed.steps, shuffle=False, verbose=2 if not sys.stderr.isatty() else 1,
                           callbacks=[keras.callbacks.CSVLogger(str(work / "history.csv"), append=True),
                                      EpochCheckpoint(work, "qat", {"config": asdict(cfg)})])
@@ -183,6 +209,8 @@ def _metadata(cfg: QatConfig, meta: dict, history: dict, ranges: dict, wall: flo
         "qat": {
             "source_run": os.path.abspath(cfg.run),
             "config": asdict(cfg),
+            "target": {"distill": "the source run's probabilities (knowledge distillation)",
+                       "labels": "the training labels"}[cfg.target],
             "weights": "int8 symmetric per output channel, batch norm folded with frozen statistics",
             "activations": "int8 asymmetric per tensor, EMA of batch min/max",
             "ranges": ranges,
