@@ -8,8 +8,9 @@ For each run folder it calls the CLI exactly as a user would:
   post-training int8) from the budget's notes on the file before any layer was kept float; a run
   written by ``edgekit qat`` (no budget applies) gives rows ``qat``;
 - ``edgekit profile FILE --threads 1 --json`` on every file -> median latency at 1 thread;
-- ``--reference RUN`` (for a QAT run: the run it was fine-tuned from) -> ``edgekit evaluate FILE
-  --reference`` top-1 agreement with that Keras model on the same images.
+- ``RUN=SOURCE`` (a QAT run and the run it was fine-tuned from) -> the ``qat`` rows' Keras column,
+  drop and agreement are against SOURCE (``edgekit evaluate SOURCE`` and ``edgekit evaluate FILE
+  --reference SOURCE`` on the same images); the QAT run's own float accuracy is kept in the JSON.
 
 Each row: Keras accuracy, the file's accuracy, the drop in pp, top-1 agreement with Keras, the
 size as a fraction of the fp32 file of the same format, the 1-thread latency, and the layers the
@@ -72,10 +73,13 @@ def export_rows(run: str, qat_reference: str | None, num_validation: int, format
         base = fp32[f["format"]]
         fp32_ms, file_ms = _latency_ms(base["path"]), _latency_ms(f["path"])
         acc = f["accuracy"] * 100
-        if qat_reference:
+        if qat_reference:  # Keras column, drop and agreement: against the source run, not the QAT float model
             agreement = _agreement(f["path"], qat_reference, num_validation) * 100
-            rows.append(_row(run, "qat", f["format"], keras, acc, agreement, f["size_bytes"], base["size_bytes"],
-                             file_ms, fp32_ms, 0, "not applied (QAT run)"))
+            source = _json(["evaluate", qat_reference, "--data", DATA, "--split", "test",
+                            "--limit", str(num_validation)])["accuracy"] * 100
+            row = _row(run, "qat", f["format"], source, acc, agreement, f["size_bytes"], base["size_bytes"],
+                       file_ms, fp32_ms, 0, "not applied (QAT run)")
+            rows.append({**row, "qat_float_accuracy": round(keras, 2), "source_run": qat_reference})
             continue
         b = f["notes"]["budget"]
         kept = len(b["kept_float"])
