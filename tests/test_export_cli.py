@@ -128,3 +128,23 @@ def test_converter_failure_is_internal_one_line_exit_1(run_dir, tmp_path, key): 
     assert p.stderr.strip().splitlines() == [
         f"edgekit: error: {tool} failed on {key}: ValueError: Too many bins for data range."], p.stderr
     assert not out.exists() or list(out.iterdir()) == []  # no file, no hidden partial file
+
+
+def test_quickstart_says_the_budget_verdict_and_warns_on_a_miss(capsys):
+    """The main job prints what the int8 budget decided for each file, as ``edgekit export``
+    does, and warns on stderr about a file written although it misses the budget."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from edgekit.cli.quickstart_cmd import _say_budget
+
+    def file(fmt, notes):
+        return SimpleNamespace(target=SimpleNamespace(format=SimpleNamespace(value=fmt)),
+                               path=Path(f"/runs/q/q_{fmt}"), notes=notes)
+
+    met = {"applied": True, "reached": True, "summary": "int8 accuracy 90.00% ..., within the budget"}
+    missed = {"applied": True, "reached": False, "summary": "int8 accuracy 78.70% ..., NOT within the budget"}
+    _say_budget([file("tflite", {"budget": met}), file("onnx", {"budget": missed}), file("tflite", {})])
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["edgekit quickstart: tflite " + met["summary"], "edgekit quickstart: onnx " + missed["summary"],
+                   "edgekit: warning: q_onnx: " + missed["summary"]]

@@ -113,11 +113,16 @@ def export_command(model: Path, formats: str, precisions: str, calibration, num_
             if f.error:
                 click.echo(f"edgekit: error: {f.error}", err=True)
         return 1
-    missed = [f for f in result.files if f.notes.get("budget", {}).get("reached") is False]
-    for f in missed:
-        click.echo(f"edgekit: {'error' if strict else 'warning'}: {f.path.name}: {f.notes['budget']['summary']}",
-                   err=True)
+    missed = report_budget_misses(result.files, "error" if strict else "warning")
     return 1 if strict and missed else 0
+
+
+def report_budget_misses(files, level: str = "warning") -> list:
+    """One stderr line per int8 file that still misses the accuracy budget; those files."""
+    missed = [f for f in files if f.notes.get("budget", {}).get("reached") is False]
+    for f in missed:
+        click.echo(f"edgekit: {level}: {f.path.name}: {f.notes['budget']['summary']}", err=True)
+    return missed
 
 
 def _pct(value) -> str:

@@ -28,6 +28,16 @@ def _say(msg: str) -> None:
     click.echo(f"edgekit quickstart: {msg}", err=True)
 
 
+def _say_budget(files) -> None:
+    """The accuracy budget's verdict on each int8 file, and a warning for a file that misses it."""
+    from .export_cmd import report_budget_misses
+
+    for f in files:
+        if f.notes.get("budget", {}).get("applied"):
+            _say(f"{f.target.format.value} {f.notes['budget']['summary']}")
+    report_budget_misses(files)
+
+
 @click.command("quickstart")
 @click.option("--data", default=None, help="Dataset (default: the official Fashion-MNIST files, "
               "else the shipped sample in calibration/).")
@@ -63,6 +73,7 @@ def quickstart_command(data, out, limit, epochs, as_json) -> None:
         report = run_checked(export_model, out, ExportOptions(
             formats=(Format.TFLITE, Format.ONNX), precisions=(Precision.FP32, Precision.INT8),
             num_validation=2000))
+        _say_budget(report.files)
         _say(f"4/4 benchmarking the {len(report.files)} files (interleaved timing, {TIMING_S:g} s each, 1 thread)")
         with timing_progress() as progress:
             bench = benchmark_export(report, data, threads=1, timing=TimingPlan(warmup=5, min_time_s=TIMING_S),
