@@ -248,18 +248,25 @@ def test_tflite_tensor_scales_are_the_learned_ranges(qat_run, qat_files):
     assert "QAT" in notes["budget"]["why"] and notes["calibration_method"] == "ranges learned by QAT"
 
 
-def test_onnx_activation_scales_are_the_learned_ranges(qat_run, qat_files):
-    """Either int8 format onnxruntime writes: QDQ (QuantizeLinear's scale input) or QOperator
-    (QLinear* ops reading the ``<tensor>_scale`` initializer)."""
+def _onnx_scales(path) -> dict[str, float]:
+    """{tensor: activation scale} of an int8 ONNX file in either format onnxruntime writes: QDQ
+    (QuantizeLinear's scale input) or QOperator (the ``<tensor>_scale`` initializer)."""
     import onnx
     from onnx import numpy_helper
 
+    graph = onnx.load(str(path)).graph
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    scales = {n[:-len("_scale")]: float(v) for n, v in inits.items() if n.endswith("_scale") and v.size == 1}
+    scales.update({n.input[0]: float(inits[n.input[1]]) for n in graph.node if n.op_type == "QuantizeLinear"})
+    return scales
+
+
+def test_onnx_activation_scales_are_the_learned_ranges(qat_run, qat_files):
+    """Either int8 format onnxruntime writes: QDQ (QuantizeLinear's scale input) or QOperator
+    (QLinear* ops reading the ``<tensor>_scale`` initializer)."""
     report, paths = qat_files
     ranges = _ranges(qat_run)
-    graph = onnx.load(str(paths["onnx"])).graph
-    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    scales = {name[:-len("_scale")]: float(v) for name, v in inits.items() if name.endswith("_scale") and v.size == 1}
-    scales.update({n.input[0]: float(inits[n.input[1]]) for n in graph.node if n.op_type == "QuantizeLinear"})
+    scales = _onnx_scales(paths["onnx"])
     checked = 0
     for tensor, scale in scales.items():
         # ReLU6 outputs, Adds, and depthwise outputs (tf2onnx names them after the batch norm)
@@ -321,8 +328,6 @@ def _check_efficientnet_files(trained_run, out, report):
     """Every int8 tensor a learned range covers has that range's scale (TFLite and ONNX); the
     swish products, SE gates and sigmoid outputs are among them; the files run."""
     import keras
-    import onnx
-    from onnx import numpy_helper
     from tensorflow.lite.tools import flatbuffer_utils
 
     from edgekit.export.qat_ranges import is_fixed, key_of, layer_index
@@ -368,10 +373,7 @@ def _check_efficientnet_files(trained_run, out, report):
         assert scores.shape == (4, 10) and np.isfinite(scores).all()
     if "onnx" not in paths:
         return notes
-    graph = onnx.load(str(paths["onnx"])).graph
-    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    scales = {n[:-len("_scale")]: float(v) for n, v in inits.items() if n.endswith("_scale") and v.size == 1}
-    scales.update({n.input[0]: float(inits[n.input[1]]) for n in graph.node if n.op_type == "QuantizeLinear"})
+    scales = _onnx_scales(paths["onnx"])
     onnx_products = 0
     for tensor, scale in scales.items():
         key = key_of(tensor, index)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .common import (emit_json, native_stderr_silenced, quiet_missing_glyphs, quiet_tensorflow, run_checked, run_options,
-                     stdout_to_stderr)
+from .common import (emit_json, native_stderr_silenced, quiet_missing_glyphs, quiet_tensorflow, run_checked,
+                     run_options, stdout_to_stderr)
 
 
 @click.command("train")

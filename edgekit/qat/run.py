@@ -166,7 +166,7 @@ def qat(cfg: QatConfig) -> dict:
     out, work, state = _check_out(cfg)
     source = Path(cfg.run) / "model.keras"
     floating = load_keras_model(source)
-    teacher = load_keras_model(source) if cfg.target == "distill" else None
+    teacher = floating if cfg.target == "distill" else None  # unchanged until write_back, after fit
     train_data, augment = _data(cfg, meta)
     spec = PreprocessSpec.from_dict(meta["preprocess"])
     feed = EpochData(train_data, spec, cfg.batch_size, parse_augment(augment), None, cfg.seed)
