@@ -432,6 +432,25 @@ def test_compacted_int8_onnx_runs_identically(onnx_quant_context, fmt, act, tmp_
     assert _optimized_ops(data, tmp_path) == _optimized_ops(raw, tmp_path)  # no fusion lost
 
 
+@pytest.mark.parametrize("fmt", ["qdq", "qoperator"])
+def test_keeping_every_ranked_onnx_node_float_leaves_no_int8_op(onnx_quant_context, fmt, tmp_path):
+    """The accuracy budget's last resort is the float graph: every node the ranking names, kept
+    float, must take its fused producer with it (a Conv before a Relu/Clip would otherwise stay
+    int8 with a coarser range of its own, as on the quick-start MobileNetV2)."""
+    from edgekit.export import ActivationType, CalibrationMethod, OnnxQuantFormat
+    from edgekit.export.onnx_convert import pre_processed, quantize, with_fused_producers
+    from edgekit.export.onnx_sensitivity import node_sqnr
+
+    ranked = [name for name, _ in node_sqnr(onnx_quant_context, ActivationType.UINT8, CalibrationMethod.MINMAX)]
+    pre = pre_processed(onnx_quant_context)
+    kept = with_fused_producers(pre, ranked)
+    assert len(kept) > len(ranked) and kept[:len(ranked)] == ranked  # the tiny model's Conv+Relu pairs
+    assert with_fused_producers(pre, []) == []
+    data = quantize(onnx_quant_context, OnnxQuantFormat(fmt), ActivationType.UINT8, exclude=ranked)
+    ops = _optimized_ops(data, tmp_path)
+    assert not [op for op in ops if op.startswith("QLinear") or "Quantize" in op or op.startswith("ConvInteger")], ops
+
+
 def test_exported_int8_onnx_is_compacted(exported):
     import onnx
 
