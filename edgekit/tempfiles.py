@@ -1,6 +1,12 @@
-"""Hidden temporary files for atomic writes (write the temp, then ``os.replace`` it over the
-target), shared by the run folder writer (train), the export writer and evaluation's outputs.
-Standard library only."""
+"""Atomic writes: write a hidden temporary file next to the target, then ``os.replace`` it over
+the target, so that a reader sees the old file or the complete new one, never half of one.
+
+Durability policy (one for all of edgekit): the temporary file's data is flushed to disk
+(``os.fsync``) before the rename; the folder itself is not fsynced. After a crash the target is
+therefore either the old file or the complete new one: the rename may be lost, the data it
+publishes may not. Used by the run folder writer (train), the export writer, evaluation's
+outputs, plots, and the runtime's metadata writer. Standard library only.
+"""
 
 from __future__ import annotations
 
@@ -31,19 +37,30 @@ def temp_path(path: Path) -> Path:
     return hidden_temp(path, f".{path.name}.", ".tmp")
 
 
-def atomic_write_with(path: Path, write: Callable[[Path], object]) -> None:
-    """Publish what ``write(tmp)`` writes to a hidden temporary file as ``path``, by rename:
-    ``path`` is complete or untouched, never half written."""
-    tmp = temp_path(path)
+def publish(tmp: Path, path: Path) -> None:
+    """Flush ``tmp``'s data to disk, then rename it onto ``path`` (the policy above)."""
+    fd = os.open(tmp, os.O_RDONLY)  # fsync needs no write access (the file may be read-only by now)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def atomic_write_with(path: Path, write: Callable[[Path], object],
+                      temp: Callable[[Path], Path] = temp_path) -> None:
+    """Publish what ``write(tmp)`` writes to a hidden temporary file (``temp(path)``, by default
+    :func:`temp_path`) as ``path``: ``path`` is complete or untouched, never half written."""
+    tmp = temp(path)
     try:
         write(tmp)
-        os.replace(tmp, path)
+        publish(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_write_with(path, lambda tmp: tmp.write_bytes(data))
+def atomic_write_bytes(path: Path, data: bytes, temp: Callable[[Path], Path] = temp_path) -> None:
+    atomic_write_with(path, lambda tmp: tmp.write_bytes(data), temp)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

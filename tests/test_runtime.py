@@ -509,12 +509,25 @@ def test_runs_without_tensorflow_or_keras(files):
     assert "device ok" in result.stdout
 
 
+# edgekit's standard-library-only helper modules (issue 15, item 5), which the runtime may import:
+# each is checked below to import the standard library only.
+STDLIB_HELPERS = ("edgekit.messages", "edgekit.tempfiles")
+
+
 def test_runtime_sources_import_only_numpy_stdlib_and_backends():
     import ast
 
     allowed = set(sys.stdlib_module_names) | {"numpy"}
     backends = {"ai_edge_litert", "tflite_runtime", "tensorflow", "onnxruntime", "onnx", "flatbuffers", "PIL"}
     lazy_allowed = allowed | backends  # imported inside functions only
+    for helper in STDLIB_HELPERS:
+        tree = ast.parse((REPO / (helper.replace(".", "/") + ".py")).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                assert not getattr(node, "level", 0), f"{helper} imports relative {names}"
+                for name in names:
+                    assert name.partition(".")[0] in sys.stdlib_module_names, f"{helper} imports {name}"
     for source in (REPO / "edgekit" / "runtime").glob("*.py"):
         tree = ast.parse(source.read_text())
         for node in ast.walk(tree):
@@ -526,5 +539,7 @@ def test_runtime_sources_import_only_numpy_stdlib_and_backends():
                 continue
             top_level = node in tree.body
             for name in names:
+                if name in STDLIB_HELPERS:
+                    continue
                 root = name.partition(".")[0]
                 assert root in (allowed if top_level else lazy_allowed), f"{source.name} imports {name}"

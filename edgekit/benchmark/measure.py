@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 import platform
-import sys
 from pathlib import Path
 from typing import Callable
 
+from edgekit.messages import one_line, stderr
 from edgekit.export.cpu import VNNI_FLAGS, X86_MACHINES, cpu_flags
 from edgekit.profile.env import allowed_cpus, environment, runtime_version
 from edgekit.profile.latency import TimingPlan
@@ -22,12 +22,8 @@ from .report import BenchmarkRow
 from .timing import Progress, interleaved, load_for_timing
 
 
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
 def measure_rows(rows: list[BenchmarkRow], threads: int, timing: TimingPlan,
-                 log: Callable[[str], None] = _stderr, progress: Progress | None = None) -> tuple[list[str], dict]:
+                 log: Callable[[str], None] = stderr, progress: Progress | None = None) -> tuple[list[str], dict]:
     """Fill in MACs, float-op counts, latency and notes of the ``ok`` rows, in place.
 
     Returns (notes: one line per int8 verdict, environment as ``edgekit profile`` records it).
@@ -41,7 +37,7 @@ def measure_rows(rows: list[BenchmarkRow], threads: int, timing: TimingPlan,
         try:
             loaded, model = load_for_timing(Path(row.path), threads)
         except Exception as exc:  # a file the runtime refuses: its row fails, not the table
-            row.fail(f"cannot load {Path(row.path).name}: {_one_line(exc)}")
+            row.fail(f"cannot load {Path(row.path).name}: {one_line(exc)}")
             continue
         row.backend = loaded.backend
         calls[row.key] = loaded.call
@@ -69,7 +65,7 @@ def _static(row: BenchmarkRow) -> StaticReport | None:
     try:
         static = read_static(row.path, row.format)
     except Exception as exc:  # MACs are a column, not a reason to drop the row
-        row.note = f"MACs unknown: {_one_line(exc)}"
+        row.note = f"MACs unknown: {one_line(exc)}"
         return None
     row.macs = static.macs
     row.float_ops = sum(1 for op in static.ops if op.precision in ("float", "hybrid"))
@@ -124,7 +120,3 @@ def int8_notes(rows: list[BenchmarkRow], facts: dict[str, Int8Facts], settings: 
             int8.note = f"{int8.note}; {verdict}" if int8.note else verdict
             notes.append(verdict)
     return notes
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__

@@ -12,11 +12,11 @@ fails, each target is exported on its own, so that only the target that fails lo
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from edgekit.messages import one_line, stderr
 from edgekit.export import ExportOptions, ExportReport, Format, Precision, Target, export_model, select_targets
 from edgekit.export.targets import TARGETS
 from edgekit.export.writer import write_atomic
@@ -55,16 +55,12 @@ class Exported:
     failures: list[tuple[Target, str]] = field(default_factory=list)
 
 
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
 def default_out(model: Path) -> Path:
     return (model if model.is_dir() else model.parent) / OUT_FOLDER
 
 
 def benchmark_model(model: str | Path, data: str | Path, options: BenchmarkOptions = BenchmarkOptions(),
-                    log: Callable[[str], None] = _stderr, progress: Progress | None = None) -> BenchmarkReport:
+                    log: Callable[[str], None] = stderr, progress: Progress | None = None) -> BenchmarkReport:
     """Export ``model`` (a run folder or .keras file) and benchmark every file on ``data``.
 
     ValueError for bad input (a missing model or data, an unsupported choice, every target
@@ -108,14 +104,14 @@ def export_targets(model: Path, targets: list[Target], options: ExportOptions,
     try:
         return Exported(export_model(model, options, log))
     except Exception as exc:  # converters raise ValueError, RuntimeError, tf2onnx's own errors, ...
-        log(f"benchmark: the export stopped ({_one_line(exc)}); exporting each target on its own")
+        log(f"benchmark: the export stopped ({one_line(exc)}); exporting each target on its own")
     merged, failures, input_errors = None, [], set()
     for target in targets:
         one = replace(options, formats=(target.format,), precisions=(target.precision,))
         try:
             report = export_model(model, one, log)
         except Exception as exc:
-            failures.append((target, _one_line(exc)))
+            failures.append((target, one_line(exc)))
             input_errors.add(failures[-1][1] if isinstance(exc, ValueError) else None)
             log(f"[{target.key}] FAILED: {failures[-1][1]}")
             continue
@@ -150,7 +146,7 @@ def rows_of(exported: Exported) -> list[BenchmarkRow]:
 
 def benchmark_export(exported: Exported | ExportReport, data: str, threads: int = 1,
                      timing: TimingPlan = TimingPlan(warmup=5, min_time_s=2.0),
-                     log: Callable[[str], None] = _stderr, progress: Progress | None = None) -> BenchmarkReport:
+                     log: Callable[[str], None] = stderr, progress: Progress | None = None) -> BenchmarkReport:
     """Measure the files of an export (its validation gives accuracy and agreement)."""
     if isinstance(exported, ExportReport):
         exported = Exported(exported)
@@ -178,7 +174,3 @@ def write_outputs(report: BenchmarkReport, json_path: Path | None = None, csv_pa
         write_atomic(path, make())
         written.append(path)
     return written
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__

@@ -11,6 +11,8 @@ from typing import Any, Iterator
 
 import click
 
+from edgekit.messages import one_line
+
 
 class CliError(click.ClickException):
     """A problem with the user's input: one line on stderr, exit 2."""
@@ -131,7 +133,7 @@ def run_checked(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except ValueError as exc:
-        raise CliError(_one_line(exc)) from None
+        raise CliError(one_line(exc)) from None
     except OSError as exc:  # a path that cannot be read or written: a missing folder, a file in the way, ...
         raise CliError(_os_error(exc)) from None
 
@@ -141,9 +143,4 @@ def _os_error(exc: OSError) -> str:
     if exc.strerror and exc.filename is not None:
         paths = " -> ".join(repr(str(p)) for p in (exc.filename, exc.filename2) if p is not None)
         return f"{exc.strerror}: {paths}"
-    return _one_line(exc)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
+    return one_line(exc)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from edgekit.messages import first_line
+
 from .common import CliError, InternalError, emit_json, quiet_tensorflow, run_checked, stdout_to_stderr
 from .tables import print_table
 
@@ -102,8 +104,7 @@ def export_command(model: Path, formats: str, precisions: str, calibration, num_
         except ConverterError as exc:  # a converter raised: not the user's input (names tool and target)
             raise InternalError(str(exc)) from None
         except RuntimeError as exc:  # any other failure after the input was accepted
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise InternalError(f"export failed: {first}") from None
+            raise InternalError(f"export failed: {first_line(exc)}") from None
     if as_json:
         emit_json(result.to_dict())
     else:

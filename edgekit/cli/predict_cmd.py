@@ -27,7 +27,9 @@ from pathlib import Path
 
 import click
 
-from .common import (CliError, _one_line, emit_json, native_stderr_silenced, quiet_tensorflow, run_checked,
+from edgekit.messages import one_line
+
+from .common import (CliError, emit_json, native_stderr_silenced, quiet_tensorflow, run_checked,
                      stdout_to_stderr)
 from .tables import print_table
 
@@ -131,7 +133,7 @@ def _prepare(model, path: Path, raw: bool):
             image = load_image(path, model.metadata.preprocess.channels)
         return model.prepare(image)[None]
     except (RuntimeModelError, ValueError, TypeError) as exc:  # preprocess refuses odd images with these
-        message = _one_line(exc)
+        message = one_line(exc)
         raise CliError(message if str(path) in message else f"{str(path)!r}: {message}") from None
 
 
@@ -152,7 +154,7 @@ def _load_array(path: Path):
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:  # not a .npy, truncated, or pickled objects
-        raise CliError(f"cannot read array {str(path)!r}: {_one_line(exc)}") from None
+        raise CliError(f"cannot read array {str(path)!r}: {one_line(exc)}") from None
 
 
 def _require_pillow(path: Path) -> None:
@@ -172,4 +174,4 @@ def _predict(model, path: Path, x, top_k: int) -> Prediction:
         ms = (time.perf_counter() - start) * 1e3
         return Prediction(str(path), model.rank(scores, top_k), ms)
     except RuntimeModelError as exc:
-        raise CliError(f"{str(path)!r}: {_one_line(exc)}") from None
+        raise CliError(f"{str(path)!r}: {one_line(exc)}") from None

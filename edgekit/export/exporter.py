@@ -12,11 +12,11 @@ the Keras reference computed from what edgekit's preprocessing gives for the sam
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from edgekit.messages import stderr
 from edgekit import __version__
 from edgekit.runtime.spec import ModelMetadata
 
@@ -64,10 +64,6 @@ class ExportReport:
         }
 
 
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
 def output_paths(source_name: str, out: Path, targets: list[Target]) -> dict[str, Path]:
     return {t.key: out / f"{source_name}_{t.precision.value}{t.suffix}" for t in targets}
 
@@ -77,7 +73,7 @@ def sidecar_paths(paths: dict[str, Path], targets: list[Target]) -> list[Path]:
 
 
 def export_model(model: str | Path, options: ExportOptions = ExportOptions(),
-                 log: Callable[[str], None] = _stderr) -> ExportReport:
+                 log: Callable[[str], None] = stderr) -> ExportReport:
     """Export ``model`` as ``options`` asks; ValueError (ExportError, DataError) for bad input.
 
     An fp32 file that disagrees with Keras beyond tolerance is not written and is reported

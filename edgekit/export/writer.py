@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from edgekit.tempfiles import hidden_temp
+from edgekit.tempfiles import atomic_write_bytes, hidden_temp, publish
 
 from .context import ConversionContext
 from .errors import ConverterError, ExportError, converting, describe
@@ -110,19 +110,8 @@ def remove_stale_partials(paths) -> list[Path]:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    tmp = partial_path(path)
-    try:
-        _write(tmp, data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _write(tmp: Path, data: bytes) -> None:
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    """``data`` as ``path``, through a partial file (``edgekit.tempfiles``' policy)."""
+    atomic_write_bytes(path, data, temp=partial_path)
 
 
 def export_target(target: Target, ctx: ConversionContext, path: Path,
@@ -145,7 +134,7 @@ def export_target(target: Target, ctx: ConversionContext, path: Path,
     result = FileResult(target, path, notes=dict(ctx.notes.get(target.key, {})))
     tmp = partial_path(path)
     try:
-        _write(tmp, data)
+        tmp.write_bytes(data)
         result.validation = _finished(target, finish, tmp)
         result.size_bytes = tmp.stat().st_size
         if result.size_bytes == 0:
@@ -155,7 +144,7 @@ def export_target(target: Target, ctx: ConversionContext, path: Path,
             result.error = f"{path.name}: {problem}; file not written"
         else:
             result.sidecars = _write_sidecars(target, tmp, path)
-            os.replace(tmp, path)
+            publish(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     result.seconds = time.perf_counter() - start

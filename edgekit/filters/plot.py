@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.tempfiles import hidden_temp
+from edgekit.tempfiles import atomic_write_with
 
 from .analysis import ConvKernels, KernelMatch
 
@@ -101,11 +101,5 @@ def _responses(sub, responses: list[tuple[str, np.ndarray]], image: np.ndarray) 
 def save_png(fig, path: str | os.PathLike) -> Path:
     """Write ``fig`` to ``path`` atomically; the folder is made if missing."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = hidden_temp(path, f".{path.name}.", ".tmp")
-    try:
-        fig.savefig(tmp, format="png", dpi=100)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     return path

@@ -13,6 +13,8 @@ from typing import Any, Callable
 
 import keras
 
+from edgekit.messages import first_line
+
 POOLING = (None, "avg", "max")
 
 
@@ -165,7 +167,7 @@ def load_weights(model: keras.Model, path: str) -> None:
     try:
         model.load_weights(path)
     except (ValueError, OSError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise ValueError(f"weights file {path!r} does not fit {model.name}: {first}") from None
 
 

@@ -15,6 +15,8 @@ import json
 import os
 import zipfile
 
+from edgekit.messages import one_line
+
 CONFIG = "config.json"
 MAX_CONFIG_BYTES = 64 << 20  # a model config is kilobytes; larger is not worth scanning
 # Words of Keras' own safe-mode refusals ("... potential risk of arbitrary code execution ...
@@ -41,7 +43,7 @@ def load_keras_model(path: str | os.PathLike, compile: bool = False):
 
 def refusal(path: str | os.PathLike, exc: BaseException) -> ValueError:
     """The one-line error for a .keras file that Keras could not load (in safe mode)."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = one_line(exc)
     lambdas = lambda_layers(path)
     if lambdas:
         names = ", ".join(repr(n) for n in lambdas)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.messages import first_line
 from edgekit.runtime.onnx_graph import OnnxGraph
 
 
@@ -51,7 +52,7 @@ def from_onnx(path: Path) -> tuple[dict[str, ValueType] | None, str | None]:
     try:
         model = shape_inference.infer_shapes(onnx.load(str(path), load_external_data=False))
     except Exception as exc:  # onnx raises its own error types for graphs it cannot infer
-        return None, f"onnx shape inference failed: {(str(exc).strip().splitlines() or [type(exc).__name__])[0]}"
+        return None, f"onnx shape inference failed: {first_line(exc)}"
     known = {}
     for value in (*model.graph.value_info, *model.graph.output):
         t = value.type.tensor_type
@@ -84,7 +85,7 @@ def from_onnxruntime(path: Path, graph: OnnxGraph) -> tuple[dict[str, ValueType]
     try:
         events = profile_runs(path, probe_feeds(graph), runs=1, threads=1, optimized=False)
     except Exception as exc:  # ORT's own error types; a probe failure only costs the MACs
-        return None, f"the onnxruntime probe run failed: {(str(exc).strip().splitlines() or [type(exc).__name__])[0]}"
+        return None, f"the onnxruntime probe run failed: {first_line(exc)}"
     known: dict[str, ValueType] = {}
     for event in events:
         if event.node_index is None or not 0 <= event.node_index < len(graph.nodes):

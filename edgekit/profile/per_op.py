@@ -13,6 +13,8 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from edgekit.messages import first_line
+
 from .static import StaticReport
 
 ESTIMATE_METHOD = ("estimate: the measured mean latency apportioned by MACs ({why}); operators without MACs "
@@ -39,8 +41,7 @@ def onnx_arena_and_per_op(run, path: Path, feeds: dict, static: StaticReport, pe
     try:
         events = profile_runs(path, feeds, 1 + per_op_runs, threads=run.threads)
     except Exception as exc:  # ORT's own error types; the timing above already succeeded
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        run.memory.arena_note = f"the profiled onnxruntime session failed: {first}"
+        run.memory.arena_note = f"the profiled onnxruntime session failed: {first_line(exc)}"
         return
     held = [e.arena_held for e in events if e.arena_held is not None]
     run.memory.arena_bytes = max(held) if held else None

@@ -21,11 +21,11 @@ import os
 import re
 import shlex
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from edgekit.messages import stderr
 ENV_OPTS = "EDGEKIT_SSH_OPTS"
 _DESTINATION = re.compile(r"^(?:[^@\s/]+@)?[A-Za-z0-9._:\[\]%-]+$")
 
@@ -59,10 +59,6 @@ class SshTarget:
         return [*args, "--", self.destination, shlex.join(remote_argv)]
 
 
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
 def _run(target: SshTarget, remote_argv: list[str], stdin=subprocess.DEVNULL) -> subprocess.CompletedProcess:
     try:
         return subprocess.run(target.ssh_command(remote_argv), stdin=stdin, capture_output=True, check=False)
@@ -84,7 +80,7 @@ def _check(target: SshTarget, done: subprocess.CompletedProcess, step: str) -> N
 
 
 def profile_remote(path: str | os.PathLike, target: SshTarget, profile_args: list[str],
-                   log: Callable[[str], None] = _stderr) -> dict:
+                   log: Callable[[str], None] = stderr) -> dict:
     """Run ``edgekit profile PATH *profile_args --json`` on ``target`` and return its JSON document."""
     path = Path(path)
     if not path.is_file():

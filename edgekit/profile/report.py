@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import gc
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from edgekit.messages import stderr
 from edgekit.runtime.files import model_format, open_model_file
 
 from . import latency
@@ -108,10 +108,6 @@ class ProfileReport:
                 "runs": runs, "environment": self.environment, "warnings": self.warnings}
 
 
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
 def model_kind(path: Path) -> str:
     """'tflite', 'onnx', 'ort' or 'keras' (a .keras file or a run folder); ValueError otherwise."""
     if path.is_dir() or path.suffix.lower() == ".keras":
@@ -133,7 +129,7 @@ def pin_cpus(cpus: tuple[int, ...]) -> None:
 
 
 def profile_model(path: str | os.PathLike, options: ProfileOptions = ProfileOptions(),
-                  log: Callable[[str], None] = _stderr) -> ProfileReport:
+                  log: Callable[[str], None] = stderr) -> ProfileReport:
     """Profile ``path`` as ``options`` asks. ValueError (RuntimeModelError) for bad input."""
     path = Path(path)
     kind = model_kind(path)

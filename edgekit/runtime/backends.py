@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.messages import first_line
+
 from .errors import RuntimeModelError
 
 TFLITE_BACKENDS = ("litert", "tflite_runtime", "tensorflow")
@@ -76,8 +78,7 @@ def load(path: Path, fmt: str, backend: str, threads: int | None):
             except RuntimeModelError:
                 raise
             except Exception as exc:  # native loaders raise RuntimeError, ValueError, Fail, ...
-                message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise RuntimeModelError(f"{name} could not load {str(path)!r}: {message}") from exc
+                raise RuntimeModelError(f"{name} could not load {str(path)!r}: {first_line(exc)}") from exc
     raise RuntimeModelError(f"no backend for .{fmt} files is installed; install one of {', '.join(candidates)}")
 
 

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+
+from edgekit.messages import one_line
+from edgekit.tempfiles import atomic_write_with
 
 from .errors import RuntimeModelError
 from .files import model_format, open_model_file
@@ -121,7 +123,7 @@ def packed_files(path: str | os.PathLike, data: bytes) -> dict[str, bytes]:
     except zipfile.BadZipFile:  # no archive (or none that zipfile recognises): nothing to keep
         return {}
     except Exception as exc:  # noqa: BLE001 - a damaged archive raises OSError, EOFError, CRC errors, ...
-        why = " ".join(str(exc).split()) or type(exc).__name__
+        why = one_line(exc)
         raise RuntimeModelError(f"{str(path)!r} has associated files that cannot be read back to be kept: "
                                 f"{why}") from None
 
@@ -248,15 +250,10 @@ class _AlignedBuffer:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, path.stat().st_mode & 0o7777)  # keep the original file's permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    mode = path.stat().st_mode & 0o7777  # keep the original file's permissions
+
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(data)
+        os.chmod(tmp, mode)
+
+    atomic_write_with(path, write)

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.messages import first_line, one_line
+
 from . import backends, std_metadata
 from .backends import TensorInfo
 from .errors import RuntimeModelError
@@ -224,7 +226,7 @@ class Model:
         try:
             return self._engine.run(arrays)
         except Exception as exc:  # e.g. a resize the graph cannot take; native errors vary by engine
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = first_line(exc)
             shapes = ", ".join(str(a.shape) for a in arrays)
             raise RuntimeModelError(f"{self.backend} failed on inputs of shape {shapes}: {first}") from exc
 
@@ -372,7 +374,7 @@ def load_image(path: str | os.PathLike, channels: int = 3) -> np.ndarray:
             keep_gray = channels == 1 and img.mode == "L"
             return np.asarray(img if keep_gray else img.convert("RGB"), dtype=np.uint8)
     except Exception as exc:  # noqa: BLE001 - corrupt files raise anything (OSError, SyntaxError, bomb errors, ...)
-        why = " ".join(str(exc).split()) or type(exc).__name__
+        why = one_line(exc)
         raise RuntimeModelError(f"cannot read image {str(path)!r}: {why}") from None
 
 

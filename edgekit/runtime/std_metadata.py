@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.messages import one_line
+
 from .backends import TensorInfo
 from .errors import RuntimeModelError
 from .files import STANDARD_METADATA_NAME, open_model_file
@@ -181,7 +183,7 @@ def read_associated_file(path: str | os.PathLike, name: str) -> bytes:
     except KeyError:
         raise RuntimeModelError(f"{where} is named in the metadata but not packed in the file") from None
     except Exception as exc:  # noqa: BLE001 - a corrupt archive raises BadZipFile, OSError, EOFError, ...
-        why = " ".join(str(exc).split()) or type(exc).__name__
+        why = one_line(exc)
         raise RuntimeModelError(f"{where} cannot be read from the file's zip archive: {why}") from None
 
 
