@@ -37,3 +37,15 @@ def _collect_garbage():
 @pytest.fixture
 def repo() -> pathlib.Path:
     return REPO
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A run folder as ``edgekit train`` writes it, trained for a few seconds on the sample
+    (one per test module that asks for it)."""
+    from export_helpers import tiny_model, train_run
+
+    from edgekit.runtime import PreprocessSpec
+
+    spec = PreprocessSpec(size=(28, 28), channels=1)
+    return train_run(tmp_path_factory.mktemp("runs") / "fmnist", tiny_model(), spec, "tiny", epochs=30)

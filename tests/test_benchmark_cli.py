@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import REPO
-from test_export import _tiny_model
+from export_helpers import tiny_model
 
 from edgekit.benchmark.diagnose import Int8Facts, Pair, RunSettings, int8_verdict
 from edgekit.benchmark.report import CSV_COLUMNS, BenchmarkRow
@@ -30,7 +30,7 @@ def run_dir(tmp_path_factory):
     """A run folder with an untrained tiny CNN (28x28x1) whose data is the shipped sample."""
     from edgekit.runtime import PreprocessSpec
 
-    model = _tiny_model()
+    model = tiny_model()
     run = tmp_path_factory.mktemp("runs") / "tiny"
     run.mkdir()
     model.save(run / "model.keras")

@@ -25,7 +25,7 @@ from click.testing import CliRunner
 from conftest import REPO
 from device_helpers import BLOCKED_MARK, no_tensorflow_env
 from edgekit.cli.main import main
-from test_export import SAMPLE, _tiny_model, train_run
+from export_helpers import SAMPLE, tiny_model, train_run
 
 NUM = 120  # of the sample's 200 test images: export and evaluate must pick the same ones
 FILES = ["tflite_int8", "onnx_int8", "ort_int8", "tflite_fp32", "onnx_fp32", "ort_fp32"]
@@ -51,7 +51,7 @@ def shipped(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("shipped")
     spec = PreprocessSpec(size=(32, 32), channels=1, mean=(127.5,), std=(127.5,))
-    run = train_run(root / "fmnist", _tiny_model(32), spec, "tiny", epochs=8)
+    run = train_run(root / "fmnist", tiny_model(32), spec, "tiny", epochs=8)
     result = edgekit("export", run, "--format", "tflite,onnx,ort", "--quantize", "fp32,int8",
                      "--num-validation", NUM, "--out", root / "files", "--json")
     assert result.exit_code == 0, result.stderr

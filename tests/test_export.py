@@ -9,58 +9,7 @@ import os
 
 import pytest
 
-from conftest import REPO
-
-SAMPLE = REPO / "calibration" / "fashion-mnist"
-
-
-def _tiny_model(size: int = 28):
-    import keras
-
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((size, size, 1))
-    x = keras.layers.Conv2D(16, 3, strides=2, activation="relu", name="conv1")(inp)
-    x = keras.layers.DepthwiseConv2D(3, padding="same", name="dw")(x)
-    x = keras.layers.BatchNormalization(name="bn")(x)
-    x = keras.layers.ReLU(6.0, name="relu6")(x)
-    x = keras.layers.Conv2D(32, 1, activation="relu", name="pw")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    return keras.Model(inp, keras.layers.Dense(10, activation="softmax", name="fc")(x))
-
-
-def train_run(folder, model, spec, architecture: str, epochs: int):
-    """Fit ``model`` on the shipped sample prepared by ``spec`` and save it in ``folder`` as
-    ``edgekit train`` writes a run (model.keras + edgekit.json)."""
-    import keras
-
-    from edgekit.data import load_split, make_dataset
-
-    data = load_split(SAMPLE, "train")
-    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
-    model.fit(make_dataset(data, spec, 32, training=True), epochs=epochs, verbose=0)
-    return save_run(folder, model, spec, architecture)
-
-
-def save_run(folder, model, spec, architecture: str):
-    """Save ``model`` in ``folder`` as ``edgekit train`` writes a run on the shipped sample."""
-    from edgekit.data import load_split
-
-    class_names = load_split(SAMPLE, "train").class_names
-    folder.mkdir()
-    model.save(folder / "model.keras")
-    (folder / "edgekit.json").write_text(json.dumps({
-        "architecture": architecture, "preprocess": spec.to_dict(), "class_names": list(class_names),
-        "data": {"path": str(SAMPLE), "split": "train", "fingerprint": "test"}}))
-    return folder
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    """A run folder as ``edgekit train`` writes it, trained for a few seconds on the sample."""
-    from edgekit.runtime import PreprocessSpec
-
-    spec = PreprocessSpec(size=(28, 28), channels=1)
-    return train_run(tmp_path_factory.mktemp("runs") / "fmnist", _tiny_model(), spec, "tiny", epochs=30)
+from export_helpers import SAMPLE
 
 
 @pytest.fixture(scope="module")

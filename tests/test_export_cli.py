@@ -10,7 +10,6 @@ import sys
 import pytest
 
 from conftest import REPO
-from test_export import run_dir  # noqa: F401 - the shared module fixture
 
 SAMPLE = REPO / "calibration" / "fashion-mnist"
 

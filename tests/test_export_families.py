@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import pytest
 
-from test_export import SAMPLE, save_run
+from export_helpers import SAMPLE, save_run
 
 NUM_VALIDATION = 40
 NUM_CALIBRATION = 8

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from test_export import SAMPLE, run_dir  # noqa: F401 - the tiny trained run folder fixture
+from export_helpers import SAMPLE
 
 
 def _forms():

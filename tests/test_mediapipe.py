@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from test_export import SAMPLE, run_dir, train_run  # noqa: F401 - the tiny grayscale run folder fixture
+from export_helpers import SAMPLE, train_run
 
 PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
 CLASS_NAMES = tuple(SAMPLE.joinpath("class_names.txt").read_text().splitlines())

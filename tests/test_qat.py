@@ -23,7 +23,7 @@ import pytest
 
 from conftest import REPO
 from run_helpers import assert_same_weights, interrupt_after_first_epoch
-from test_export import SAMPLE, train_run
+from export_helpers import SAMPLE, train_run
 
 SPEC = dict(size=(32, 32), channels=1)
 QAT = dict(epochs=2, batch_size=32, limit=64, lr=1e-3)
