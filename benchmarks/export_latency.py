@@ -1,16 +1,19 @@
 """Latency of fp32 vs int8 exports: TFLite (LiteRT) and ONNX (onnxruntime), 1 and 2 threads.
 
-Every file of a folder is timed in the same rounds: each round runs every variant once (its
-``--repeats`` calls), in an order rotated from round to round, so that frequency scaling and
-other load on a shared machine hit every variant alike; the table gives medians over rounds.
-onnxruntime sessions use ``session.intra_op.allow_spinning=0`` so that their idle threads do
-not spin and steal the CPU from the LiteRT call that follows. ``--ort-spinning on`` keeps
-onnxruntime's default (spinning workers, what an app that only runs onnxruntime gets); the
-variants are then timed one after another, each alone (its session is closed before the next
-one starts), because a spinning session keeps its workers busy between calls (with a 1 s pause
-after each ONNX variant, LiteRT fp32 at 2 threads still ran 7.4 ms instead of 3.5 ms) and
-ratios become ratios of medians, so the machine must be quiet. The two modes differ at 2
-threads only: a worker that sleeps between the graph's ~100 ops must be woken for each one
+Every file of a folder is timed with ``edgekit.profile``'s interleaved mode (the timing of
+``edgekit benchmark``): each file is loaded as ``edgekit profile`` loads it and its engine's own
+call timed; every round runs each variant once (a block of ``--repeats`` timed calls after one
+discarded call), in an order rotated from round to round, so that frequency scaling and other
+load on a shared machine hit every variant alike; the table gives medians over rounds of each
+round's mean. ``--spinning`` picks onnxruntime's worker spinning (``edgekit.runtime.Spinning``);
+the default is ``edgekit.profile``'s policy, ``during-run`` (workers spin during a run and stop
+when it returns, so they take no CPU from the next variant). ``--spinning default`` keeps
+onnxruntime's default (workers go on spinning after a run); the variants are then timed one
+after another, each alone (its session is closed before the next one starts), because a
+spinning session keeps its workers busy between calls (with a 1 s pause after each ONNX
+variant, LiteRT fp32 at 2 threads still ran 7.4 ms instead of 3.5 ms) and ratios become ratios
+of medians, so the machine must be quiet. ``off`` and the spinning modes differ at 2 threads
+only: a worker that sleeps between the graph's ~100 ops must be woken for each one
 (MobileNetV2 1.0/224 fp32, quiet machine: 4.8 ms spinning off vs 3.1 ms on).
 
     python benchmarks/export_latency.py FOLDER [--rounds 20] [--repeats 5] [--threads 1,2]
@@ -36,11 +39,15 @@ import json
 import platform
 import shutil
 import statistics
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from edgekit.profile.latency import SPINNING as PROFILE_SPINNING
+from edgekit.profile.latency import TimingPlan, interleaved
+from edgekit.profile.runners import load_file
+from edgekit.runtime.engines import EngineSettings, Spinning, onnx_session
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
@@ -60,32 +67,18 @@ class Variant:
         return " ".join(filter(None, (self.fmt, self.precision, self.form)))
 
 
-# -- timing -------------------------------------------------------------------------------------
+# -- timing ---------------------------------------------------------------------------------------
 
-def _tflite_runner(path: Path, threads: int):
-    from edgekit.runtime import Model
-
-    model = Model(path, threads=threads)
-    return lambda x: model.predict(x)
+SPINNING = PROFILE_SPINNING  # set from --spinning
 
 
-ORT_SPINNING = {"off": "0", "on": "1"}
-SPINNING = "off"  # set from --ort-spinning
+def _call(path: Path, threads: int):
+    """(the engine's own call on random inputs set once, the loaded file), as edgekit profile times it."""
+    loaded = load_file(path, threads, 1, SPINNING)
+    return loaded.call, loaded
 
 
-def _onnx_runner(path: Path, threads: int):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", ORT_SPINNING[SPINNING])
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return lambda x: session.run(None, {name: x})
-
-
-RUNNERS = {"tflite": _tflite_runner, "onnx": _onnx_runner}
+RUNNERS = ("tflite", "onnx")
 
 
 def find_variants(folder: Path) -> list[Variant]:
@@ -104,58 +97,43 @@ def find_variants(folder: Path) -> list[Variant]:
     return found
 
 
-def _input_for(path: Path) -> np.ndarray:
-    from edgekit.runtime import read_metadata
-
-    meta = read_metadata(path)
-    if meta is None:
-        raise SystemExit(f"{path} has no edgekit metadata; export it with edgekit export")
-    h, w = meta.preprocess.size
-    c = meta.preprocess.channels
-    shape = (1, c, h, w) if meta.layout == "NCHW" else (1, h, w, c)
-    return np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+def _plan(rounds: int, repeats: int) -> tuple[TimingPlan, int]:
+    """``rounds`` turns of ``repeats`` kept calls each (a block of ``repeats + 1``: the first call of
+    a block is discarded when the block has more than one call)."""
+    return TimingPlan(warmup=3, runs=rounds * repeats), repeats + 1
 
 
 def time_alone(variants: list[Variant], threads: int, rounds: int, repeats: int) -> list[list[float]]:
-    """Seconds per call of each variant, one value per round, each variant timed alone: its
-    runner is made, warmed, timed for every round, then dropped before the next one."""
+    """Seconds per call of each variant, one value per round, each variant timed alone: its file
+    is loaded, warmed, timed for every round, then dropped before the next one."""
     import gc
 
+    plan, block = _plan(rounds, repeats)
     times = []
     for v in variants:
-        run, x = RUNNERS[v.fmt](v.path, threads), _input_for(v.path)
-        for _ in range(3):
-            run(x)
-        ts = []
-        for _ in range(rounds):
-            start = time.perf_counter()
-            for _ in range(repeats):
-                run(x)
-            ts.append((time.perf_counter() - start) / repeats)
-        times.append(ts)
-        del run
+        call, loaded = _call(v.path, threads)
+        timed = interleaved({v.label: call}, plan, block=block)
+        _raise_errors(timed)
+        times.append([ms / 1000 for ms in timed.turns[v.label]])
+        del call, loaded
         gc.collect()  # closes the session and joins its (spinning) workers
     return times
 
 
 def time_variants(variants: list[Variant], threads: int, rounds: int, repeats: int) -> list[list[float]]:
     """Seconds per call of each variant, one value per round; all variants in every round."""
-    if SPINNING == "on":
+    if SPINNING is Spinning.DEFAULT:
         return time_alone(variants, threads, rounds, repeats)
-    runs = [RUNNERS[v.fmt](v.path, threads) for v in variants]
-    inputs = [_input_for(v.path) for v in variants]
-    for run, x in zip(runs, inputs):  # warm-up: first calls allocate and pack weights
-        for _ in range(3):
-            run(x)
-    times: list[list[float]] = [[] for _ in variants]
-    for r in range(rounds):
-        for k in range(len(variants)):
-            i = (k + r) % len(variants)  # rotate so that no variant always follows the same one
-            start = time.perf_counter()
-            for _ in range(repeats):
-                runs[i](inputs[i])
-            times[i].append((time.perf_counter() - start) / repeats)
-    return times
+    loaded = [_call(v.path, threads) for v in variants]
+    plan, block = _plan(rounds, repeats)
+    timed = interleaved({v.label: call for v, (call, _) in zip(variants, loaded)}, plan, block=block)
+    _raise_errors(timed)
+    return [[ms / 1000 for ms in timed.turns[v.label][:rounds]] for v in variants]
+
+
+def _raise_errors(timed) -> None:
+    if timed.errors:
+        raise SystemExit("; ".join(f"{key}: {why}" for key, why in timed.errors.items()))
 
 
 def bench(variants: list[Variant], threads_list=(1, 2), rounds: int = 20, repeats: int = 5,
@@ -181,7 +159,7 @@ def paired_ratio(times: list[float], base: list[float] | None) -> float | None:
     alone (``--ort-spinning on``) share no rounds: the ratio of medians."""
     if base is None:
         return None
-    if SPINNING == "on":
+    if SPINNING is Spinning.DEFAULT:
         return statistics.median(times) / statistics.median(base)
     return statistics.median(t / b for t, b in zip(times, base))
 
@@ -193,14 +171,12 @@ def onnx_graph_ops(path: Path) -> dict[str, int]:
     import tempfile
 
     import onnx
-    import onnxruntime as ort
 
     with tempfile.TemporaryDirectory() as tmp:
-        opts = ort.SessionOptions()
-        opts.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
-        opts.log_severity_level = 3  # the "hardware specific optimizations" warning
-        ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        graph = onnx.load(opts.optimized_model_filepath).graph
+        optimized = str(Path(tmp) / "optimized.onnx")
+        # quiet: the "hardware specific optimizations" warning
+        onnx_session(path, EngineSettings(save_optimized=optimized, quiet=True))
+        graph = onnx.load(optimized).graph
     return dict(sorted(collections.Counter(n.op_type for n in graph.node).items()))
 
 
@@ -220,10 +196,10 @@ def targets(rows: list[dict]) -> list[dict]:
 
 
 def markdown(doc: dict) -> str:
-    if doc.get("ort_spinning", "off") == "off":
+    if doc.get("ort_spinning", "off") != Spinning.DEFAULT.value:
         how = (f"Batch 1; median over {doc['rounds']} interleaved rounds of {doc['repeats']} calls "
                "(q1-q3 = quartiles over rounds); ratios are medians of the per-round ratios (both timed in "
-               "the same round); onnxruntime thread spinning off.")
+               f"the same round); onnxruntime thread spinning {doc.get('ort_spinning', 'off')}.")
     else:
         how = (f"Batch 1; each variant timed alone, {doc['rounds']} rounds of {doc['repeats']} calls, one "
                "variant after another (no interleaving); ratios are ratios of medians; onnxruntime thread "
@@ -320,11 +296,12 @@ def main() -> None:
     parser.add_argument("--num-calibration", type=int, default=100)
     parser.add_argument("--num-validation", type=int, default=100)
     parser.add_argument("--note", action="append", default=[], help="a line of text for the results file")
-    parser.add_argument("--ort-spinning", choices=sorted(ORT_SPINNING), default="off",
-                        help="onnxruntime worker spinning [off: no CPU stolen from the next variant]")
+    parser.add_argument("--spinning", choices=[s.value for s in Spinning], default=PROFILE_SPINNING.value,
+                        help=f"onnxruntime worker spinning [default: {PROFILE_SPINNING.value}, edgekit profile's "
+                             "policy]")
     args = parser.parse_args()
     global SPINNING
-    SPINNING = args.ort_spinning
+    SPINNING = Spinning(args.spinning)
     info_path = args.folder / "edgekit.json"
     if args.prepare:
         prepare(args.folder, args.alpha, args.size, args.num_calibration, args.num_validation)
@@ -342,12 +319,12 @@ def main() -> None:
     doc = {"name": name, "model": model or name, "machine": platform.machine(),
            "cpu": _cpu_name(), "vnni": sorted(f for f in ("avx512_vnni", "avx_vnni") if f in flags),
            "versions": _versions(), "onnx_default": {"form": default_form, "reason": choice.reason},
-           "rounds": args.rounds, "repeats": args.repeats, "ort_spinning": SPINNING,
+           "rounds": args.rounds, "repeats": args.repeats, "ort_spinning": SPINNING.value,
            "rows": rows, "targets": targets(rows),
            "onnx_graphs": {v.label: onnx_graph_ops(v.path) for v in variants if v.fmt == "onnx"},
            "notes": args.note}
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"export_latency_{name}" + ("_spinning" if SPINNING == "on" else "")
+    stem = f"export_latency_{name}" + {Spinning.DEFAULT: "_spinning", Spinning.OFF: "_spinning_off"}.get(SPINNING, "")
     (args.out / f"{stem}.json").write_text(json.dumps(doc, indent=2))
     (args.out / f"{stem}.md").write_text(markdown(doc))
     print(markdown(doc))

@@ -64,7 +64,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -75,6 +74,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from edgekit.profile.latency import TimingPlan, interleaved  # noqa: E402
 from edgekit.runtime import Model  # noqa: E402
 
 
@@ -120,10 +120,11 @@ def _edgekit_default_int8(model, folder: Path) -> Path:
     return report.files[0].path
 
 
-def bench(path: Path, calls: int, threads: int, feed_mode: str = "float", clock=time.perf_counter):
+def bench(path: Path, calls: int, threads: int, feed_mode: str = "float", clock=time.perf_counter_ns):
     """Median ms per call of the bare loop and of predict, timed in alternating pairs so that
-    both see the same machine load (a shared machine's load drifts over seconds). ``feed_mode``:
-    see ``ROWS``."""
+    both see the same machine load (a shared machine's load drifts over seconds): the
+    interleaved mode of ``edgekit.profile.latency`` with one call per turn. ``clock`` is a
+    nanosecond clock; ``feed_mode``: see ``ROWS``."""
     model = Model(path, threads=threads)
     interp = model.raw
     (inp,), (out,) = interp.get_input_details(), interp.get_output_details()
@@ -151,15 +152,12 @@ def bench(path: Path, calls: int, threads: int, feed_mode: str = "float", clock=
     def predict_call() -> None:
         model.predict(model.prepare(frame)[None] if feed_mode == "prepare" else feed)
 
-    times: dict[str, list[float]] = {"raw": [], "predict": []}
-    for i in range(calls + 5):
-        pair = (("raw", raw_call), ("predict", predict_call))
-        for name, call in pair if i % 2 else pair[::-1]:
-            start = clock()
-            call()
-            if i >= 5:  # the first calls warm caches and the delegate
-                times[name].append((clock() - start) * 1e3)
-    return statistics.median(times["raw"]), statistics.median(times["predict"])
+    # the first calls warm caches and the delegate (5 warm-up calls each, after the first)
+    timed = interleaved({"raw": raw_call, "predict": predict_call}, TimingPlan(warmup=5, runs=calls), block=1,
+                        clock=clock)
+    if timed.errors:
+        raise SystemExit(f"{path.name}: {timed.errors}")
+    return timed.stats["raw"].p50, timed.stats["predict"].p50
 
 
 def main() -> None:
@@ -171,7 +169,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.clock == "cpu" and args.threads != 1:
         parser.error(f"--clock cpu got --threads {args.threads}; expected 1 (other threads' CPU time is not counted)")
-    clock = time.thread_time if args.clock == "cpu" else time.perf_counter
+    clock = time.thread_time_ns if args.clock == "cpu" else time.perf_counter_ns
     with tempfile.TemporaryDirectory() as tmp:
         with contextlib.redirect_stdout(sys.stderr):  # the converter's chatter
             paths = convert(Path(tmp))

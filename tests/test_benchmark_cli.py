@@ -18,8 +18,7 @@ from export_helpers import tiny_model
 
 from edgekit.benchmark.diagnose import Int8Facts, Pair, RunSettings, int8_verdict
 from edgekit.benchmark.report import CSV_COLUMNS, BenchmarkRow
-from edgekit.benchmark.timing import interleaved
-from edgekit.profile.latency import TimingPlan, summarize
+from edgekit.profile.latency import TimingPlan, interleaved, summarize
 
 SAMPLE = REPO / "calibration" / "fashion-mnist"
 ROW_KEYS = {"format", "precision", "status", "size_bytes", "accuracy", "agreement", "latency_ms", "fps", "macs", "note"}
@@ -135,9 +134,9 @@ def test_bad_input_is_one_line_exit_2(run_dir, tmp_path, args, expected):
 
 
 def test_timing_interleaves_and_drops_a_failing_call(monkeypatch):
-    from edgekit.benchmark import timing
+    from edgekit.profile import latency
 
-    monkeypatch.setattr(timing, "BLOCK_MS", 0.0)  # one call per turn, so the order shows the turns
+    monkeypatch.setattr(latency, "BLOCK_MS", 0.0)  # one call per turn, so the order shows the turns
     order: list[str] = []
 
     def call(key, fail_at=None):

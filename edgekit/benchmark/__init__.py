@@ -2,8 +2,8 @@
 
 Like Ultralytics' ``yolo benchmark``: for each exported file, its status (a failure is a row,
 not the end of the table), size, accuracy on labelled data, top-1 agreement with the Keras
-model, median latency and FPS (interleaved timing, :mod:`.timing`), MACs read from the file,
-and, when int8 is not faster than fp32, the likely cause (:mod:`.diagnose`). Exporting is
+model, median latency and FPS (interleaved timing, :func:`edgekit.profile.latency.interleaved`),
+MACs read from the file, and, when int8 is not faster than fp32, the likely cause (:mod:`.diagnose`). Exporting is
 ``edgekit.export``, timing and static figures are ``edgekit.profile``, running is
 ``edgekit.runtime``; this package only puts them together (:mod:`.run`), writes the JSON, CSV
 (:mod:`.report`) and trade-off plot (:mod:`.plot`).

@@ -1,5 +1,6 @@
 """Measure exported files side by side: static MACs and operator mix (``edgekit.profile``),
-interleaved latency (:mod:`.timing`), and the int8-versus-fp32 verdict (:mod:`.diagnose`).
+interleaved latency (:func:`edgekit.profile.latency.interleaved`, files loaded as ``edgekit
+profile`` loads them), and the int8-versus-fp32 verdict (:mod:`.diagnose`).
 
 A row that cannot be loaded or run is marked failed with its reason; the other rows go on.
 """
@@ -11,15 +12,15 @@ import platform
 from pathlib import Path
 from typing import Callable
 
-from edgekit.messages import one_line, stderr
 from edgekit.export.cpu import VNNI_FLAGS, X86_MACHINES, cpu_flags
+from edgekit.messages import one_line, stderr
 from edgekit.profile.env import allowed_cpus, environment, runtime_version
-from edgekit.profile.latency import TimingPlan
+from edgekit.profile.latency import Progress, TimingPlan, interleaved
+from edgekit.profile.runners import load_file
 from edgekit.profile.static import StaticReport, read_static
 
 from .diagnose import Int8Facts, Pair, RunSettings, int8_verdict
 from .report import BenchmarkRow
-from .timing import Progress, interleaved, load_for_timing
 
 
 def measure_rows(rows: list[BenchmarkRow], threads: int, timing: TimingPlan,
@@ -35,7 +36,7 @@ def measure_rows(rows: list[BenchmarkRow], threads: int, timing: TimingPlan,
             continue
         static = _static(row)
         try:
-            loaded, model = load_for_timing(Path(row.path), threads)
+            loaded = load_file(Path(row.path), threads, 1)
         except Exception as exc:  # a file the runtime refuses: its row fails, not the table
             row.fail(f"cannot load {Path(row.path).name}: {one_line(exc)}")
             continue
@@ -43,7 +44,7 @@ def measure_rows(rows: list[BenchmarkRow], threads: int, timing: TimingPlan,
         calls[row.key] = loaded.call
         keep.append(loaded)
         if row.precision == "int8":
-            facts[row.key] = _facts(model, static)
+            facts[row.key] = _facts(loaded.model, static)
     log(f"benchmark: timing {len(calls)} file(s) interleaved, {threads} thread(s), {timing.describe()} each")
     timed = interleaved(calls, timing, progress)
     for row in rows:

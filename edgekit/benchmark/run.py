@@ -16,16 +16,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from edgekit.messages import one_line, stderr
 from edgekit.export import ExportOptions, ExportReport, Format, Precision, Target, export_model, select_targets
 from edgekit.export.targets import TARGETS
 from edgekit.export.writer import write_atomic
-from edgekit.profile.latency import TimingPlan
+from edgekit.messages import one_line, stderr
+from edgekit.profile.latency import Progress, TimingPlan
 
 from .measure import measure_rows
 from .plot import plot_png
 from .report import BenchmarkReport, BenchmarkRow
-from .timing import Progress
 
 OUT_FOLDER = "benchmark"
 DEFAULT_NUM_IMAGES = 1000

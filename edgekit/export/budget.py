@@ -191,15 +191,16 @@ def file_score(ctx, data: bytes, suffix: str, layout: str = "NHWC") -> Score:
 
 
 def file_latency_ms(ctx, data: bytes, suffix: str, layout: str = "NHWC") -> float:
-    """Median milliseconds of one image at 1 thread (``edgekit.profile``'s timing loop)."""
+    """Median milliseconds of one image at 1 thread (``edgekit.profile``'s timing loop and
+    engine settings)."""
     import numpy as np
 
-    from edgekit.profile.latency import TimingPlan, measure
+    from edgekit.profile.latency import TimingPlan, measure, timing_settings
     from edgekit.runtime import Model
 
     path = Path(ctx.workdir) / f"budget_latency{suffix}"
     path.write_bytes(data)
-    model = Model(path, threads=1)
+    model = Model(path, settings=timing_settings(1))
     x = ctx.validation.inputs[:1]
     x = np.ascontiguousarray(x.transpose(0, 3, 1, 2) if layout == "NCHW" else x)
     _, stats = measure(lambda: model.predict(x), TimingPlan(warmup=3, min_time_s=LATENCY_MIN_TIME_S))

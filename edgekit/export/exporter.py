@@ -16,8 +16,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from edgekit.messages import stderr
 from edgekit import __version__
+from edgekit.messages import stderr
 from edgekit.runtime.spec import ModelMetadata
 
 from . import datasets, sensitivity

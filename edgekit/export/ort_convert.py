@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgekit.runtime.engines import EngineSettings, GraphOptimization, onnx_session
 from edgekit.runtime.ortfile import PLACEHOLDER
 from edgekit.runtime.spec import METADATA_KEY
 
@@ -65,18 +66,13 @@ def _notes(int8_activations: bool) -> dict:
 
 def onnx_to_ort(onnx_bytes: bytes, work: Path, int8_activations: bool) -> bytes:
     """The ORT format file of an ONNX model, optimized for onnxruntime's CPU provider."""
-    import onnxruntime as ort
-
     work.mkdir(parents=True, exist_ok=True)
     (work / "model.onnx").write_bytes(_with_placeholder(onnx_bytes))
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.optimized_model_filepath = str(work / "model.ort")
-    options.add_session_config_entry("session.save_model_format", "ORT")
-    options.add_session_config_entry("session.qdqisint8allowed", "1" if int8_activations else "0")
+    settings = EngineSettings(optimization=GraphOptimization.ALL, disabled_optimizers=tuple(DISABLED_OPTIMIZERS),
+                              save_optimized=str(work / "model.ort"), save_ort_format=True,
+                              qdq_int8_allowed=int8_activations)
     with converting(TOOL):
-        ort.InferenceSession(str(work / "model.onnx"), sess_options=options, providers=["CPUExecutionProvider"],
-                             disabled_optimizers=list(DISABLED_OPTIMIZERS))
+        onnx_session(work / "model.onnx", settings)
     return (work / "model.ort").read_bytes()
 
 

@@ -1,4 +1,5 @@
-"""Where a measurement was taken: CPU, cores, CPU affinity, OS, runtime and edgekit versions.
+"""Where and how a measurement was taken: CPU, cores, CPU affinity, OS, runtime and edgekit
+versions, and the engines' thread spinning policy (:func:`edgekit.profile.latency.spinning_record`).
 
 A latency figure means little without these, so every profile records them. The CPU name
 comes from ``/proc/cpuinfo`` (``model name`` on x86, ``Model``/``Hardware`` on ARM boards)
@@ -13,6 +14,8 @@ import sys
 from importlib import metadata
 
 from edgekit import __version__
+
+from .latency import spinning_record
 
 # backend name (edgekit.runtime) -> the distribution that ships it
 _DISTRIBUTIONS = {"litert": "ai-edge-litert", "tflite_runtime": "tflite-runtime", "tensorflow": "tensorflow",
@@ -79,4 +82,5 @@ def environment(backend: str, pinned: list[int] | None) -> dict:
         "runtime_version": runtime_version(backend),
         "edgekit_version": __version__,
         "numpy_version": metadata.version("numpy"),
+        "spinning": spinning_record(),
     }

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.messages import first_line
+from edgekit.runtime.engines import EngineSettings, GraphOptimization
 from edgekit.runtime.onnx_graph import OnnxGraph
 
 
@@ -83,7 +84,8 @@ def from_onnxruntime(path: Path, graph: OnnxGraph) -> tuple[dict[str, ValueType]
     from .ort_profile import profile_runs
 
     try:
-        events = profile_runs(path, probe_feeds(graph), runs=1, threads=1, optimized=False)
+        events = profile_runs(path, probe_feeds(graph), runs=1,
+                              settings=EngineSettings(threads=1, optimization=GraphOptimization.DISABLED))
     except Exception as exc:  # ORT's own error types; a probe failure only costs the MACs
         return None, f"the onnxruntime probe run failed: {first_line(exc)}"
     known: dict[str, ValueType] = {}

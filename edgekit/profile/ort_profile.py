@@ -13,10 +13,12 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+
+from edgekit.runtime.engines import EngineSettings, onnx_session
 
 _ORT_DTYPES = {"float": "float32", "double": "float64", "float16": "float16", "bool": "bool"}
 
@@ -66,27 +68,12 @@ def parse_events(events: list) -> list[KernelEvent]:
     return kernels
 
 
-def session_options(ort, threads: int | None, optimized: bool = True, profile_prefix: str | None = None):
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # warnings about unused initializers etc. are not the user's business here
-    if threads is not None:
-        options.intra_op_num_threads = threads
-    if not optimized:
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    if profile_prefix is not None:
-        options.enable_profiling = True
-        options.profile_file_prefix = profile_prefix
-    return options
-
-
-def profile_runs(path: Path, feeds: dict[str, np.ndarray], runs: int, threads: int | None = None,
-                 optimized: bool = True) -> list[KernelEvent]:
-    """Run ``path`` ``runs`` times in a profiling session and return its kernel events."""
-    import onnxruntime as ort
-
+def profile_runs(path: Path, feeds: dict[str, np.ndarray], runs: int, settings: EngineSettings) -> list[KernelEvent]:
+    """Run ``path`` ``runs`` times in a session built with ``settings`` plus onnxruntime's
+    profiler (and its warnings silenced: unused initializers and the like are not the user's
+    business here), and return its kernel events."""
     with tempfile.TemporaryDirectory(prefix="edgekit-ort-profile-") as tmp:
-        options = session_options(ort, threads, optimized, os.path.join(tmp, "profile"))
-        session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        session = onnx_session(path, replace(settings, quiet=True, profile_prefix=os.path.join(tmp, "profile")))
         for _ in range(runs):
             session.run(None, feeds)
         with open(session.end_profiling()) as f:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from edgekit.messages import first_line
 
+from .latency import timing_settings
 from .static import StaticReport
 
 ESTIMATE_METHOD = ("estimate: the measured mean latency apportioned by MACs ({why}); operators without MACs "
@@ -39,7 +40,7 @@ def onnx_arena_and_per_op(run, path: Path, feeds: dict, static: StaticReport, pe
     from .ort_profile import profile_runs
 
     try:
-        events = profile_runs(path, feeds, 1 + per_op_runs, threads=run.threads)
+        events = profile_runs(path, feeds, 1 + per_op_runs, timing_settings(run.threads))
     except Exception as exc:  # ORT's own error types; the timing above already succeeded
         run.memory.arena_note = f"the profiled onnxruntime session failed: {first_line(exc)}"
         return

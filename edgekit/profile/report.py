@@ -16,7 +16,8 @@ JSON schema ``edgekit.profile/1`` (what ``to_dict`` returns and ``edgekit profil
   type, macs, ms, share}]}) and ``warnings``;
 - ``latency_ms``, ``fps``, ``init_ms``, ``first_inference_ms`` and ``memory`` at the top level
   repeat the first record's, so that a single-thread-count profile reads flat;
-- ``environment`` (CPU, cores, affinity, load average, OS, arch, runtime and versions) and
+- ``environment`` (CPU, cores, affinity, load average, OS, arch, runtime and versions, the
+  thread spinning policy ``spinning``, see :mod:`.latency`) and
   ``warnings`` (all records' warnings, each prefixed with its thread count).
 """
 

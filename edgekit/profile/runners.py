@@ -1,9 +1,10 @@
 """Load a model for timing and expose one call to time: the engine's own inference call.
 
-.tflite and .onnx files load through :class:`edgekit.runtime.Model` (file checks, backend
-choice, thread count) and are then driven through its ``raw`` interpreter or session with
-inputs set once. Whether LiteRT applied its default XNNPACK delegate is read from the
-interpreter's execution plan: a delegated graph has a ``DELEGATE`` node (with the default op
+.tflite, .onnx and .ort files load through :class:`edgekit.runtime.Model` (file checks, backend
+choice), built with :func:`edgekit.profile.latency.timing_settings` (thread count and the
+spinning policy), and are then driven through its ``raw`` interpreter or session with inputs
+set once; ``edgekit profile`` and ``edgekit benchmark`` both load files here. Whether LiteRT
+applied its default XNNPACK delegate is read from the interpreter's execution plan: a delegated graph has a ``DELEGATE`` node (with the default op
 resolver, XNNPACK is the only delegate LiteRT applies on its own).
 """
 
@@ -18,6 +19,9 @@ from typing import Callable
 import numpy as np
 
 from edgekit.runtime import Model, RuntimeModelError, TensorInfo
+from edgekit.runtime.engines import Spinning
+
+from .latency import SPINNING, timing_settings
 
 
 @dataclass
@@ -29,6 +33,7 @@ class Loaded:
     xnnpack: bool | None  # None: not a LiteRT/TFLite interpreter, or unknown
     feeds: dict[str, np.ndarray] | None = None  # ONNX inputs by name, for the profiler session
     keep: object = None  # the loaded model, kept alive while timing
+    model: Model | None = None  # the runtime's Model of a .tflite/.onnx/.ort file (None for Keras)
 
 
 _RUNTIME_MODULES = {"tflite": ("ai_edge_litert.interpreter", "tflite_runtime.interpreter"), "onnx": ("onnxruntime",),
@@ -86,14 +91,15 @@ def _delegates(raw) -> int | None:
         return None
 
 
-def load_file(path: Path, threads: int, batch: int) -> Loaded:
-    """Load a .tflite/.onnx/.ort file with ``threads`` threads, inputs prepared at ``batch``.
+def load_file(path: Path, threads: int, batch: int, spinning: Spinning = SPINNING) -> Loaded:
+    """Load a .tflite/.onnx/.ort file with ``timing_settings(threads, spinning)``, inputs prepared at
+    ``batch``.
 
     ``init_ms`` is the load (file checks, interpreter or session creation, tensor allocation
     and any resize to ``batch``), not the making of the random inputs.
     """
     start = time.perf_counter_ns()
-    model = Model(path, threads=threads)
+    model = Model(path, settings=timing_settings(threads, spinning))
     init_ns = time.perf_counter_ns() - start
     arrays = input_arrays(model.inputs, batch)
     raw = model.raw
@@ -101,7 +107,7 @@ def load_file(path: Path, threads: int, batch: int) -> Loaded:
     if model.backend == "onnxruntime":  # .onnx and .ort files
         feeds = {info.name: a for info, a in zip(model.inputs, arrays)}
         return Loaded(lambda: raw.run(None, feeds), model.backend, init_ns / 1e6, shapes, None,
-                      feeds=feeds, keep=model)
+                      feeds=feeds, keep=model, model=model)
     details = raw.get_input_details()
     if any(tuple(d["shape"]) != a.shape for d, a in zip(details, arrays)):
         start = time.perf_counter_ns()
@@ -113,4 +119,4 @@ def load_file(path: Path, threads: int, batch: int) -> Loaded:
         raw.set_tensor(d["index"], a)
     delegates = _delegates(raw)
     return Loaded(raw.invoke, model.backend, init_ns / 1e6, shapes,
-                  None if delegates is None else delegates > 0, keep=model)
+                  None if delegates is None else delegates > 0, keep=model, model=model)

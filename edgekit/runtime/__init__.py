@@ -6,6 +6,7 @@ it runs on a device with nothing else installed.
 """
 
 from .backends import QuantParams, TensorInfo
+from .engines import EngineSettings, GraphOptimization, Spinning
 from .errors import RuntimeModelError
 from .metadata import read_metadata, write_metadata, write_onnx_metadata, write_ort_metadata, write_tflite_metadata
 from .model import Model, load_image
@@ -14,12 +15,15 @@ from .spec import METADATA_KEY, ModelMetadata, PreprocessSpec
 from .std_metadata import StandardMetadata, read_standard_metadata
 
 __all__ = [
+    "EngineSettings",
+    "GraphOptimization",
     "METADATA_KEY",
     "Model",
     "ModelMetadata",
     "PreprocessSpec",
     "QuantParams",
     "RuntimeModelError",
+    "Spinning",
     "StandardMetadata",
     "TensorInfo",
     "load_image",

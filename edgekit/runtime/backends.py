@@ -3,13 +3,12 @@
 
 Each adapter exposes ``inputs`` and ``outputs`` (:class:`TensorInfo` in the engine's own order),
 ``run(arrays) -> list of arrays`` for arrays already in the tensors' dtypes, and ``raw`` (the
-interpreter or session). Engines are imported when a model is loaded, never at import time;
-TensorFlow only when neither LiteRT nor tflite_runtime is installed (or when asked for).
+interpreter or session, built by :mod:`.engines` from an :class:`~.engines.EngineSettings`).
+Engines are imported when a model is loaded, never at import time; TensorFlow only when neither
+LiteRT nor tflite_runtime is installed (or when asked for).
 """
 
 from __future__ import annotations
-
-import importlib
 
 import threading
 from dataclasses import dataclass
@@ -19,9 +18,11 @@ import numpy as np
 
 from edgekit.messages import first_line
 
+from . import engines
+from .engines import EngineSettings
 from .errors import RuntimeModelError
 
-TFLITE_BACKENDS = ("litert", "tflite_runtime", "tensorflow")
+TFLITE_BACKENDS = engines.TFLITE_ENGINES
 ONNX_BACKENDS = ("onnxruntime",)
 BACKENDS = {"tflite": TFLITE_BACKENDS, "onnx": ONNX_BACKENDS, "ort": ONNX_BACKENDS}
 ALL_BACKENDS = ("auto", *TFLITE_BACKENDS, *ONNX_BACKENDS)
@@ -67,14 +68,14 @@ def check_backend(backend: str, fmt: str) -> tuple[str, ...]:
     return (backend,)
 
 
-def load(path: Path, fmt: str, backend: str, threads: int | None):
+def load(path: Path, fmt: str, backend: str, settings: EngineSettings):
     """Load ``path`` with the first installed backend among those ``backend`` allows."""
     candidates = check_backend(backend, fmt)
     for name in candidates:
         factory = _import_backend(name)
         if factory is not None:
             try:
-                return factory(path, threads)
+                return factory(path, settings)
             except RuntimeModelError:
                 raise
             except Exception as exc:  # native loaders raise RuntimeError, ValueError, Fail, ...
@@ -83,21 +84,13 @@ def load(path: Path, fmt: str, backend: str, threads: int | None):
 
 
 def _import_backend(name: str):
-    try:
-        if name == "litert":
-            from ai_edge_litert.interpreter import Interpreter
-        elif name == "tflite_runtime":
-            from tflite_runtime.interpreter import Interpreter
-        elif name == "tensorflow":
-            # Last resort, imported only here: heavy, and absent on most devices.
-            Interpreter = importlib.import_module("tensorflow").lite.Interpreter
-        else:
-            import onnxruntime
-
-            return lambda path, threads: OnnxBackend(path, threads, onnxruntime)
-    except ImportError:
+    if name in ONNX_BACKENDS:
+        ort = engines.onnxruntime_module()
+        return None if ort is None else lambda path, settings: OnnxBackend(path, settings, ort)
+    interpreter_cls = engines.tflite_interpreter_class(name)
+    if interpreter_cls is None:
         return None
-    return lambda path, threads: TfliteBackend(path, threads, Interpreter, name)
+    return lambda path, settings: TfliteBackend(path, settings, interpreter_cls, name)
 
 
 def _tflite_info(detail: dict, name: str) -> TensorInfo:
@@ -112,9 +105,9 @@ def _tflite_info(detail: dict, name: str) -> TensorInfo:
 class TfliteBackend:
     """A TFLite interpreter behind a lock: set_tensor/invoke/get_tensor are not reentrant."""
 
-    def __init__(self, path: Path, threads: int | None, interpreter_cls, name: str) -> None:
+    def __init__(self, path: Path, settings: EngineSettings, interpreter_cls, name: str) -> None:
         self.name = name
-        self.raw = interpreter_cls(model_path=str(path), num_threads=threads)
+        self.raw = engines.tflite_interpreter(path, settings, interpreter_cls)
         self.raw.allocate_tensors()
         in_details, out_details = self.raw.get_input_details(), self.raw.get_output_details()
         in_names, out_names = self._signature_names(in_details, out_details)
@@ -166,11 +159,8 @@ class OnnxBackend:
 
     name = "onnxruntime"
 
-    def __init__(self, path: Path, threads: int | None, ort) -> None:
-        options = ort.SessionOptions()
-        if threads is not None:
-            options.intra_op_num_threads = threads
-        self.raw = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    def __init__(self, path: Path, settings: EngineSettings, ort) -> None:
+        self.raw = engines.onnx_session(path, settings, ort)
         self.inputs = [self._info(node) for node in self.raw.get_inputs()]
         self.outputs = [self._info(node) for node in self.raw.get_outputs()]
         self._in_names = [t.name for t in self.inputs]

@@ -23,6 +23,7 @@ from edgekit.messages import first_line, one_line
 
 from . import backends, std_metadata
 from .backends import TensorInfo
+from .engines import EngineSettings
 from .errors import RuntimeModelError
 from .files import open_model_file
 from .metadata import parse_metadata
@@ -125,22 +126,34 @@ class _Input:
 class Model:
     """A .tflite, .onnx or .ort model ready to run on the CPU.
 
-    ``Model(path, threads=None, backend="auto")``: backend "auto" picks LiteRT, then
-    tflite_runtime, then tf.lite for .tflite files and onnxruntime for .onnx and .ort files.
+    ``Model(path, threads=None, backend="auto", settings=None)``: backend "auto" picks LiteRT,
+    then tflite_runtime, then tf.lite for .tflite files and onnxruntime for .onnx and .ort files.
+    ``settings`` (:class:`~edgekit.runtime.engines.EngineSettings`) says how the engine is
+    built; ``threads`` alone is short for ``EngineSettings(threads=threads)``, and passing both
+    is refused.
     ``inputs``/``outputs`` describe the tensors; ``metadata`` is the file's edgekit metadata,
     else the equivalent of its standard TFLite Model Metadata (labels and normalisation written
     by TFLite Support or MediaPipe tools, see :mod:`std_metadata`), else None; ``raw`` is the
     underlying interpreter or session, for anything not wrapped here.
     """
 
-    def __init__(self, path: str | os.PathLike, threads: int | None = None, backend: str = "auto") -> None:
+    def __init__(self, path: str | os.PathLike, threads: int | None = None, backend: str = "auto",
+                 settings: EngineSettings | None = None) -> None:
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise RuntimeModelError(f"threads got {threads!r}; expected None or a positive integer")
+        if settings is None:
+            settings = EngineSettings(threads=threads)
+        elif not isinstance(settings, EngineSettings):
+            raise RuntimeModelError(f"settings got {settings!r}; expected an EngineSettings")
+        elif threads is not None:
+            raise RuntimeModelError(f"threads got {threads!r} and settings {settings!r}; "
+                                    "pass the thread count inside settings")
+        self.settings = settings
         checked = open_model_file(path)  # before any native code sees the file
         self.path = Path(path)
         self.format = checked.format
         self.metadata: ModelMetadata | None = parse_metadata(path, checked.metadata_json)
-        self._engine = backends.load(self.path, checked.format, backend, threads)
+        self._engine = backends.load(self.path, checked.format, backend, settings)
         self.backend: str = self._engine.name
         self.raw = self._engine.raw
         self.inputs: list[TensorInfo] = list(self._engine.inputs)
