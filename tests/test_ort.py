@@ -21,7 +21,7 @@ from device_helpers import SAMPLE, SIZE, no_tensorflow_env, sample_images, tiny_
 
 @pytest.fixture(scope="module")
 def ort_export(tmp_path_factory):
-    from edgekit.export import ExportOptions, Format, Precision, export_model, onnx_convert
+    from edgekit.export import ExportOptions, Format, Precision, export_model, onnx_int8
     from edgekit.runtime import PreprocessSpec
 
     folder = tmp_path_factory.mktemp("ort")
@@ -29,10 +29,10 @@ def ort_export(tmp_path_factory):
     options = ExportOptions(formats=(Format.ONNX, Format.ORT), precisions=(Precision.FP32, Precision.INT8),
                             out_dir=folder / "out", calibration=str(SAMPLE), num_calibration=50,
                             num_validation=100, preprocess=PreprocessSpec((SIZE, SIZE), channels=1))
-    quantize = onnx_convert._quantize_int8
+    quantize = onnx_int8._quantize_int8
     calls = []
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(onnx_convert, "_quantize_int8", lambda ctx: calls.append(1) or quantize(ctx))
+        mp.setattr(onnx_int8, "_quantize_int8", lambda ctx: calls.append(1) or quantize(ctx))
         report = export_model(folder / "tiny.keras", options, log=lambda line: None)
     return report, folder / "out", len(calls)
 

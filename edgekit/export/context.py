@@ -1,6 +1,7 @@
 """What every converter gets: the Keras model, its calibration inputs and lazily built shared
-intermediates (the TF SavedModel that TFLite converts from, the float ONNX graph that ONNX int8
-quantizes), each built once per export run."""
+intermediates (the TF SavedModel that TFLite converts from; in ``cache``, what the converters
+build once per export run for each other, such as the float ONNX graph that ONNX int8 quantizes,
+``onnx_convert.float_graph``)."""
 
 from __future__ import annotations
 
@@ -51,14 +52,6 @@ class ConversionContext:
         path = self.workdir / "saved_model"
         self.model.export(str(path), format="tf_saved_model", verbose=False)
         return str(path)
-
-    @functools.cached_property
-    def onnx_float(self) -> bytes:
-        from .errors import converting
-        from .onnx_convert import TF2ONNX, keras_to_onnx
-
-        with converting(TF2ONNX):  # named as such under every target that needs it (onnx, ort)
-            return keras_to_onnx(self.model, self.input_shape, self.options.nchw)
 
     def close(self) -> None:
         self._tmp.cleanup()

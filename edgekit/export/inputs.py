@@ -175,6 +175,11 @@ class InputForm:
         return keras.Model(image, model.call(x), name=model.name)
 
 
+def has_adapter(model) -> bool:
+    """Whether ``model`` contains edgekit's input adapter layer (:data:`ADAPTER_NAME`)."""
+    return any(layer.name == ADAPTER_NAME for layer in model.layers)
+
+
 def embedding_model(model):
     """The pooled features of a classifier: ``model`` up to its last global pooling layer.
 

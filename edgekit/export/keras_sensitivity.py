@@ -123,3 +123,11 @@ def rank(names: list[str], flips: dict[str, tuple[float, float]]) -> list[str]:
         return (0, -worst[0], -worst[1], index)
 
     return [name for _, name in sorted(enumerate(names), key=key)]
+
+
+def keras_flips(ctx):
+    """:func:`layer_flips` of a ``ConversionContext``'s model on its calibration images, computed
+    once per export (cached in ``ctx.cache``)."""
+    if "keras_flips" not in ctx.cache:
+        ctx.cache["keras_flips"] = layer_flips(ctx.model, ctx.require_calibration())
+    return ctx.cache["keras_flips"]

@@ -7,7 +7,8 @@ handed to tf2onnx with its one input named, so that in-model constants never bec
 int8 runs ``quant_pre_process`` (graph optimisation and shape inference) and then
 ``quantize_static`` with per-channel weights, the chosen calibration method and a
 CalibrationDataReader over the same calibration batches TFLite uses (minmax when the default
-percentile's histograms fail, see ``_plain``).
+percentile's histograms fail, see ``onnx_int8._plain``; the int8 target itself, with its
+choices and the accuracy budget, is :mod:`.onnx_int8`).
 
 ``compact`` then removes what the quantizer leaves behind but no runtime reads: the
 ``value_info`` of ``quant_pre_process``'s shape inference (onnxruntime infers shapes at load),
@@ -21,16 +22,15 @@ zero point is given.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
 from .context import ConversionContext
-from .errors import ConverterError, converting
-from .inputs import ADAPTER_NAME
-from .cpu import default_onnx_quant
+from .errors import converting
+from .inputs import has_adapter
 from .options import ActivationType, CalibrationMethod, OnnxQuantFormat
 
 OPSET = 17
@@ -87,8 +87,17 @@ def _frozen_forward(model, input_shape: tuple[int, int, int], nchw: bool):
                                              aggressive_inlining=True)
 
 
+def float_graph(ctx: ConversionContext) -> bytes:
+    """The float ONNX graph of the context's model, converted once per export (the fp32 file,
+    int8 quantization and the .ort files all start from it)."""
+    if "onnx/fp32" not in ctx.cache:
+        with converting(TF2ONNX):  # named as such under every target that needs it (onnx, ort)
+            ctx.cache["onnx/fp32"] = keras_to_onnx(ctx.model, ctx.input_shape, ctx.options.nchw)
+    return ctx.cache["onnx/fp32"]
+
+
 def convert_fp32(ctx: ConversionContext) -> bytes:
-    return ctx.onnx_float
+    return float_graph(ctx)
 
 
 class _Reader:
@@ -117,82 +126,6 @@ class _Reader:
 
 _METHODS = {CalibrationMethod.MINMAX: "MinMax", CalibrationMethod.ENTROPY: "Entropy",
             CalibrationMethod.PERCENTILE: "Percentile"}
-
-
-def convert_int8(ctx: ConversionContext) -> bytes:
-    return int8_graph(ctx)
-
-
-def int8_graph(ctx: ConversionContext) -> bytes:
-    """The int8 ONNX graph, quantized once per export (the .ort int8 file converts the same one)."""
-    if "onnx/int8" not in ctx.cache:
-        ctx.cache["onnx/int8"] = _quantize_int8(ctx)
-    return ctx.cache["onnx/int8"]
-
-
-def _quantize_int8(ctx: ConversionContext) -> bytes:
-    from . import budget, onnx_sensitivity
-
-    opts = ctx.options
-    auto = default_onnx_quant()
-    fmt = opts.onnx_quant_format or auto.quant_format
-    act = opts.onnx_activation_type or auto.activation_type
-    chosen, chosen_why = choose_calibration_method(ctx)
-    if ctx.learned_ranges is not None:  # the calibrator only fills tensors no QAT range covers
-        chosen, chosen_why = CalibrationMethod.MINMAX, "QAT run: learned ranges; minmax for the tensors they do not cover"
-    notes = ctx.notes["onnx/int8"] = {
-        "quant_format": fmt.value, "activation_type": act.value, "weight_type": "int8", "per_channel": True,
-        "calibration_method": chosen.value, "calibration_method_why": chosen_why,
-        "float_head": opts.int8_head == "float",
-        "why": _why(opts.onnx_quant_format, opts.onnx_activation_type, auto.reason),
-    }
-
-    # 7-bit weights only where the CPU's uint8 x int8 kernel saturates and the flavour is its own.
-    reduce_range = auto.reduce_range and act is ActivationType.UINT8
-    notes["reduce_range"] = reduce_range
-
-    def method() -> CalibrationMethod:  # as the notes say: _plain may fall back to minmax
-        return CalibrationMethod(notes["calibration_method"])
-
-    def build(kept: list[str]) -> bytes:
-        data = quantize(ctx, fmt, act, method(), exclude=kept, reduce_range=reduce_range)
-        if opts.int8_head == "float":
-            data, notes["int8_weight_float_nodes"] = int8_weights_for_float_head(data)
-        data, removed = compact(data)
-        notes["compacted"] = asdict(removed)
-        return data
-
-    layout = "NCHW" if opts.nchw else "NHWC"
-    return budget.apply(ctx, "onnx/int8", _plain(ctx, build, notes), ".onnx", build=build, layout=layout,
-                        ranking=lambda: onnx_sensitivity.ranked_nodes(ctx, act, method(), reduce_range))
-
-
-HISTOGRAM_FAILURE = "Too many bins for data range"  # numpy.histogram's ValueError
-
-
-def _plain(ctx: ConversionContext, build, notes: dict) -> bytes:
-    """``build([])``, or with minmax calibration when percentile was only the default and its
-    histograms failed: numpy cannot cut 2048 bins from a tensor whose calibration values lie
-    within a few float32 steps of each other (a saturated sigmoid, an untrained network's
-    vanished activations), and onnxruntime's calibrator does not guard against it."""
-    try:
-        return build([])
-    except ConverterError as exc:
-        if ctx.options.calibration_method is not None or HISTOGRAM_FAILURE not in exc.cause:
-            raise
-        cause = exc.cause
-    notes["calibration_method"] = CalibrationMethod.MINMAX.value
-    notes["calibration_method_why"] = f"minmax: percentile's histograms failed ({cause})"
-    return build([])
-
-
-def _why(fmt: OnnxQuantFormat | None, act: ActivationType | None, default_reason: str) -> str:
-    given = [name for name, value in (("quant format", fmt), ("activation type", act)) if value is not None]
-    if len(given) == 2:
-        return "chosen on the command line"
-    if given:
-        return f"{given[0]} chosen on the command line, the rest by default ({default_reason})"
-    return default_reason
 
 
 HISTOGRAM_BUDGET_BYTES = 2 << 30
@@ -232,7 +165,7 @@ def pre_processed(ctx: ConversionContext) -> Path:
 
     work = ctx.workdir
     if not (work / "pre.onnx").exists():
-        (work / "float.onnx").write_bytes(ctx.onnx_float)
+        (work / "float.onnx").write_bytes(float_graph(ctx))
         # sympy (needed for symbolic shape inference) is not an edgekit dependency; shapes here
         # are static apart from the batch, which onnx's own shape inference handles.
         with converting(QUANTIZER):
@@ -276,10 +209,6 @@ def _learned_overrides(ctx: ConversionContext, pre: Path) -> dict:
     overrides, done = onnx_overrides(graph, ctx.learned_ranges, adapter)
     ctx.notes.setdefault("onnx/int8", {})["qat"] = done.notes(ctx.learned_ranges)
     return overrides
-
-
-def has_adapter(model) -> bool:
-    return any(layer.name == ADAPTER_NAME for layer in model.layers)
 
 
 def float_nodes(path: Path, float_head: bool, adapter: bool) -> list[str]:

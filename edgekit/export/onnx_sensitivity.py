@@ -26,8 +26,7 @@ def ranked_nodes(ctx: ConversionContext, act: ActivationType, method: Calibratio
                  reduce_range: bool = False) -> list[str]:
     """Names of the quantized nodes of the pre-processed float graph, most sensitive first: by
     the expected top-1 flips of the Keras layer each names (``keras_sensitivity``), then by SQNR."""
-    from .keras_sensitivity import rank
-    from .sensitivity import keras_flips
+    from .keras_sensitivity import keras_flips, rank
 
     if "onnx/ranked" not in ctx.cache:
         by_sqnr = [node for node, _ in node_sqnr(ctx, act, method, reduce_range)]

@@ -1,7 +1,7 @@
 """ONNX -> ORT format converters (ONNX Runtime Mobile,
 https://onnxruntime.ai/docs/performance/model-optimizations/ort-format-models.html).
 
-The .ort file is the export's own ONNX graph (fp32, or the int8 graph that ``onnx_convert``
+The .ort file is the export's own ONNX graph (fp32, or the int8 graph that ``onnx_int8``
 quantizes once per export and caches in the context) serialized by onnxruntime, the way
 ``onnxruntime.tools.convert_onnx_models_to_ort`` does it for each model: an InferenceSession on
 the CPU provider with ``optimized_model_filepath`` and ``session.save_model_format=ORT``. The
@@ -36,7 +36,7 @@ from edgekit.runtime.engines import EngineSettings, GraphOptimization, onnx_sess
 from edgekit.runtime.ortfile import PLACEHOLDER
 from edgekit.runtime.spec import METADATA_KEY
 
-from . import onnx_convert
+from . import onnx_convert, onnx_int8
 from .context import ConversionContext
 from .errors import converting
 from .options import ActivationType
@@ -49,11 +49,11 @@ CONFIG_SUFFIX = ".required_operators.config"  # the tool's name for the same fil
 
 def convert_fp32(ctx: ConversionContext) -> bytes:
     ctx.notes["ort/fp32"] = _notes(int8_activations=False)
-    return onnx_to_ort(ctx.onnx_float, ctx.workdir / "fp32", int8_activations=False)
+    return onnx_to_ort(onnx_convert.float_graph(ctx), ctx.workdir / "fp32", int8_activations=False)
 
 
 def convert_int8(ctx: ConversionContext) -> bytes:
-    data = onnx_convert.int8_graph(ctx)
+    data = onnx_int8.int8_graph(ctx)
     int8 = ctx.notes["onnx/int8"]["activation_type"] == ActivationType.INT8.value
     ctx.notes["ort/int8"] = {**ctx.notes["onnx/int8"], **_notes(int8_activations=int8)}
     return onnx_to_ort(data, ctx.workdir / "int8", int8_activations=int8)

@@ -123,17 +123,8 @@ def ranked_tensors(ctx: ConversionContext) -> list[str]:
     from .float_head import DENYLIST_OPS
 
     skip = set(DENYLIST_OPS) if ctx.options.int8_head == "float" else set()
-    from .keras_sensitivity import rank
+    from .keras_sensitivity import keras_flips, rank
 
     layers = sorted(layer_errors(ctx), key=lambda layer: layer.sqnr_db)
     names = [layer.tensor_name for layer in layers if layer.op_name not in skip]
     return rank(names, keras_flips(ctx))
-
-
-def keras_flips(ctx: ConversionContext):
-    """``keras_sensitivity.layer_flips`` of the context's model on its calibration images, once."""
-    if "keras_flips" not in ctx.cache:
-        from .keras_sensitivity import layer_flips
-
-        ctx.cache["keras_flips"] = layer_flips(ctx.model, ctx.require_calibration())
-    return ctx.cache["keras_flips"]

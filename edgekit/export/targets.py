@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import onnx_convert, ort_convert, tflite_convert
+from . import onnx_convert, onnx_int8, ort_convert, tflite_convert, tflite_int8
 from .options import Format, Precision
 
 
@@ -56,11 +56,11 @@ TARGETS: tuple[Target, ...] = (
            tool=TFLITE),
     Target(Format.TFLITE, Precision.DYNAMIC, tflite_convert.convert_dynamic, False,
            "int8 weights, activations quantized at run time", tool=TFLITE),
-    Target(Format.TFLITE, Precision.INT8, tflite_convert.convert_int8, True,
+    Target(Format.TFLITE, Precision.INT8, tflite_int8.convert_int8, True,
            "full-integer int8, per-channel weights, calibrated activations", tool=TFLITE),
     Target(Format.ONNX, Precision.FP32, onnx_convert.convert_fp32, False, "float32 (tf2onnx)",
            tool=onnx_convert.TF2ONNX),
-    Target(Format.ONNX, Precision.INT8, onnx_convert.convert_int8, True,
+    Target(Format.ONNX, Precision.INT8, onnx_int8.convert_int8, True,
            "static int8 (onnxruntime quantize_static), per-channel weights", tool=onnx_convert.QUANTIZER),
     Target(Format.ORT, Precision.FP32, ort_convert.convert_fp32, False, "the onnx fp32 graph in ORT format",
            sidecars=(_REQUIRED_OPERATORS,), tool=ort_convert.TOOL),

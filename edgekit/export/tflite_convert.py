@@ -17,7 +17,7 @@ from typing import Iterator
 import numpy as np
 
 from .context import ConversionContext
-from .inputs import IoType
+from .inputs import IoType, has_adapter
 
 PIXEL_RANGE = (0.0, 255.0)
 
@@ -87,7 +87,6 @@ def calibrated_model(ctx: ConversionContext) -> bytes:
 
 def _learned(ctx: ConversionContext, calibrated: bytes) -> bytes:
     """A QAT run's ranges over the calibrated ones (see ``qat_ranges``)."""
-    from .onnx_convert import has_adapter
     from .qat_ranges import inject_tflite
 
     data, done = inject_tflite(calibrated, ctx.learned_ranges, has_adapter(ctx.model))
@@ -133,26 +132,3 @@ def set_input_range(calibrated: bytes, low: float, high: float) -> bytes:
                 raise RuntimeError(f"calibrated model input {index} has no recorded range")
             q.min, q.max = [low] * len(q.min), [high] * len(q.max)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
-
-
-def convert_int8(ctx: ConversionContext) -> bytes:
-    from . import budget, sensitivity
-
-    io = ctx.options.int8_io
-    ctx.notes.setdefault("tflite/int8", {}).update({
-        "io": {IoType.FLOAT: "float32", IoType.INT8: "int8", IoType.UINT8: "uint8 pixels in"}[io],
-        "calibration_method": "ranges learned by QAT" if ctx.learned_ranges is not None
-        else "minmax (TFLite's only method)",
-        "per_channel": True})
-    build = _int8_builder(ctx)
-    return budget.apply(ctx, "tflite/int8", build([]), ".tflite", build=build,
-                        ranking=lambda: sensitivity.ranked_tensors(ctx))
-
-
-def _int8_builder(ctx: ConversionContext):
-    """``kept`` (tensor names kept float) -> int8 model bytes, with the export's head choice."""
-    if ctx.options.int8_head == "float":
-        from .float_head import convert_float_head
-
-        return lambda kept: convert_float_head(ctx, kept)
-    return lambda kept: quantize_calibrated(ctx, calibrated_model(ctx), denylisted_nodes=kept)

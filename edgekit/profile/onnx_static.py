@@ -19,7 +19,7 @@ from edgekit.runtime.onnx_graph import OnnxGraph, OnnxNode, parse_graph
 
 from . import onnx_shapes
 from .onnx_shapes import ValueType
-from .static import OpStat, StaticReport, positions
+from .static_report import OpStat, StaticReport, positions
 
 # op type -> (weight input, data input whose positions count, leading axes before the positions)
 _WEIGHTED = {"Conv": (1, "out", 2), "ConvInteger": (1, "out", 2), "QLinearConv": (3, "out", 2),

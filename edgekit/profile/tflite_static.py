@@ -15,7 +15,7 @@ from pathlib import Path
 
 from edgekit.runtime.tflite_graph import TfliteGraph, TfliteOperator, parse_graph
 
-from .static import OpStat, StaticReport, positions
+from .static_report import OpStat, StaticReport, positions
 
 _WEIGHTED = {"CONV_2D": "out", "CONV_3D": "out", "DEPTHWISE_CONV_2D": "out", "FULLY_CONNECTED": "out",
              "TRANSPOSE_CONV": "in", "CONV_3D_TRANSPOSE": "in"}
