@@ -15,8 +15,8 @@ to the work, and catches what it is for: run in-process with a per-call leak of 
 patched into ``Model`` it measured +16% to +31%, and with the int8 quantization buffers shared
 between threads, 334 mismatches in 4,000 predictions.
 
-Profiler: ``edgekit profile FILE --json --runs 2000`` three times, each in a new process. The
-three medians must agree within 35% of their median (plus 0.5 us for a call that takes 2 us).
+Profiler (``slow``: a timed assertion): ``edgekit profile FILE --json --runs 2000`` three times,
+each in a new process. The three medians must agree within 35% of their median (plus 0.5 us for a call that takes 2 us).
 Measured on the 2-core CI-like box with two busy processes beside it (load average 4), six
 runs each: medians of fp32 .tflite 1.48-1.62 us (spread 9%), fp32 .onnx 7.13-7.32 us (3%);
 int8 .onnx varied most (19%), so the tolerance leaves about twice the worst spread seen.
@@ -121,6 +121,9 @@ def _profile_median_ms(path: Path) -> float:
     return doc["latency_ms"]["p50"]
 
 
+# A timed assertion: slow, so that the default suite never fails on a busy machine (issue 15,
+# item 6); benchmarks/runtime_load.py records the same repeatability.
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", [("tflite", "fp32"), ("onnx", "fp32")], ids=["tflite", "onnx"])
 def test_profile_medians_repeat(tiny, kind):
     medians = [_profile_median_ms(tiny[kind]) for _ in range(3)]
