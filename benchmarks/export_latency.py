@@ -156,7 +156,7 @@ def bench(variants: list[Variant], threads_list=(1, 2), rounds: int = 20, repeat
 def paired_ratio(times: list[float], base: list[float] | None) -> float | None:
     """Median over rounds of time / base time in the same round: load that changes from round
     to round (a shared machine) cancels out, unlike in a ratio of two medians. Variants timed
-    alone (``--ort-spinning on``) share no rounds: the ratio of medians."""
+    alone (``--spinning default``) share no rounds: the ratio of medians."""
     if base is None:
         return None
     if SPINNING is Spinning.DEFAULT:
@@ -196,9 +196,10 @@ def targets(rows: list[dict]) -> list[dict]:
 
 
 def markdown(doc: dict) -> str:
-    if doc.get("ort_spinning", "off") != Spinning.DEFAULT.value:
-        how = (f"Batch 1; median over {doc['rounds']} interleaved rounds of {doc['repeats']} calls "
-               "(q1-q3 = quartiles over rounds); ratios are medians of the per-round ratios (both timed in "
+    # "on" and "off": the values of results written before --spinning replaced --ort-spinning
+    if doc.get("ort_spinning", "off") not in (Spinning.DEFAULT.value, "on"):
+        how = (f"Batch 1; median over {doc['rounds']} interleaved rounds of {doc['repeats']} timed calls "
+               "(each after one discarded call; q1-q3 = quartiles over rounds); ratios are medians of the per-round ratios (both timed in "
                f"the same round); onnxruntime thread spinning {doc.get('ort_spinning', 'off')}.")
     else:
         how = (f"Batch 1; each variant timed alone, {doc['rounds']} rounds of {doc['repeats']} calls, one "
