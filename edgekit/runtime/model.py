@@ -129,8 +129,8 @@ class Model:
     ``Model(path, threads=None, backend="auto", settings=None)``: backend "auto" picks LiteRT,
     then tflite_runtime, then tf.lite for .tflite files and onnxruntime for .onnx and .ort files.
     ``settings`` (:class:`~edgekit.runtime.engines.EngineSettings`) says how the engine is
-    built; ``threads`` alone is short for ``EngineSettings(threads=threads)``, and passing both
-    is refused.
+    built (kept as ``settings``); ``threads`` alone is short for
+    ``EngineSettings(threads=threads)``, and passing both is refused.
     ``inputs``/``outputs`` describe the tensors; ``metadata`` is the file's edgekit metadata,
     else the equivalent of its standard TFLite Model Metadata (labels and normalisation written
     by TFLite Support or MediaPipe tools, see :mod:`std_metadata`), else None; ``raw`` is the
