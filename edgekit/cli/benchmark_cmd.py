@@ -13,8 +13,8 @@ import click
 from .common import CliError, emit_json, quiet_tensorflow, run_checked, stdout_to_stderr
 from .tables import print_table
 
-# Choices come from the export package's Enums; listed here so that --help works without
-# importing TensorFlow.
+# Copies of the export package's Format and Precision values (not checked by a test); importing
+# edgekit.export does not import TensorFlow, so they could be read from the Enums (issue 15, item 4).
 _DEFAULT_FORMATS = "tflite,onnx"
 _DEFAULT_PRECISIONS = "fp32,fp16,dynamic,int8"
 

@@ -11,8 +11,9 @@ from edgekit.messages import first_line
 from .common import CliError, InternalError, emit_json, quiet_tensorflow, run_checked, stdout_to_stderr
 from .tables import print_table
 
-# Choices come from the export package's Enums; listed here so that --help works without
-# importing TensorFlow (tests/test_export_inputs.py checks they match the Enums).
+# Copies of the export package's Enum values for click.Choice: tests/test_export_inputs.py checks
+# _IO and _COLORS against the Enums (the other lists are not checked). Importing edgekit.export
+# does not import TensorFlow, so they could be read from the Enums instead (issue 15, item 4).
 _METHODS = ["minmax", "entropy", "percentile"]
 _IO = ["auto", "uint8", "int8", "float"]
 _COLORS = ["rgb", "native"]
