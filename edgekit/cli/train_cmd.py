@@ -30,7 +30,9 @@ from .common import (emit_json, native_stderr_silenced, quiet_missing_glyphs, qu
               help="Linear learning-rate warm-up before the cosine decay.")
 @click.option("--augment", default="flip", show_default=True,
               help="Comma list of flip, crop, rotate, shear, color, pca; or none.")
-@click.option("--weights", default=None, help="Pretrained: an edgekit run dir, .keras, or keras.applications .h5.")
+@click.option("--weights", default=None,
+              help="Pretrained: imagenet (keras.applications' weights, downloaded, checked, cached), "
+                   "an edgekit run dir, .keras, or keras.applications .h5.")
 @click.option("--freeze", default=None, help="Freeze the first K layers, or all-but-head.")
 @click.option("--fine-tune-epochs", type=click.IntRange(0), default=0, show_default=True,
               help="Then unfreeze everything and train this many epochs at lr/10.")

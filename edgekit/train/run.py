@@ -38,7 +38,7 @@ from edgekit.data.sources import LabeledImages
 from edgekit.models import count_model, create_model, get_spec
 from edgekit.runtime.spec import PreprocessSpec
 
-from . import lr_find
+from . import lr_find, pretrained
 from .config import DEFAULT_LR, TrainConfig
 from .dataset import EpochData, images_are_grayscale
 from .losses import SmoothedSparseCrossentropy
@@ -90,7 +90,10 @@ def _build(cfg: TrainConfig, spec: PreprocessSpec, num_classes: int) -> tuple[ke
     model = create_model(cfg.arch, (*spec.size, spec.channels), num_classes,
                          bn_momentum=cfg.bn_momentum,
                          **({"alpha": cfg.alpha} if cfg.alpha is not None else {}))
-    if cfg.weights:
+    if pretrained.is_imagenet(cfg.weights):
+        info = pretrained.load_imagenet(model, cfg.arch, cfg.alpha, spec.size[0], log)
+        log(f"loaded {info['layers_loaded']} layers of ImageNet weights; new: {', '.join(info['layers_new']) or 'none'}")
+    elif cfg.weights:
         copied, skipped = load_pretrained(model, cfg.weights)
         info = {"weights": cfg.weights, "layers_loaded": copied, "layers_new": skipped}
         log(f"loaded {copied} layers from {cfg.weights}; new: {', '.join(skipped) or 'none'}")
@@ -212,6 +215,9 @@ def train(cfg: TrainConfig) -> dict:
     get_spec(cfg.arch)
     augment = parse_augment(cfg.augment)
     check_weights(cfg.weights)
+    if pretrained.is_imagenet(cfg.weights):
+        pretrained.check(cfg.arch, cfg.alpha, cfg.input_size or get_spec(cfg.arch).default_input_shape()[0],
+                         cfg.channels)
     _check_can_make(Path(cfg.out))
     run_dir, state = _prepare_run_dir(cfg, chief)
     if state is not None and state["epoch"] == _phases(cfg)[-1][2] and is_run_dir(run_dir):
@@ -221,7 +227,8 @@ def train(cfg: TrainConfig) -> dict:
             _merge_history_plot(run_dir)
             _finish(run_dir)
         return read_run_metadata(run_dir)
-    base = read_run_metadata(cfg.weights) if cfg.weights and is_run_dir(cfg.weights) else None
+    base = (read_run_metadata(cfg.weights) if cfg.weights and not pretrained.is_imagenet(cfg.weights)
+            and is_run_dir(cfg.weights) else None)
     if base is not None and base.get("architecture") != cfg.arch:
         raise ValueError(f"--weights run is a {base.get('architecture')!r}; ARCH got {cfg.arch!r}")
     train_data, val_data = _load_data(cfg)
