@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 
+import keras
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from edgekit.cli.main import main
-from edgekit.train import Auto, TrainConfig, lr_find, parse_lr, train
+from edgekit.train import Auto, FreezeSpec, TrainConfig, lr_find, parse_lr, train
 from edgekit.train import runstate
 from edgekit.train.lr_find import PickRule
 
@@ -132,6 +133,28 @@ def test_train_lr_auto_writes_plot_and_record_and_trains_as_with_that_rate(sampl
     # The sweep changed nothing: the same run with the picked rate gives the same weights.
     train(_cfg(sample_npz, tmp_path / "fixed", lr=rec["lr"]))
     assert_same_weights(run, tmp_path / "fixed")
+
+
+def test_lr_auto_sweeps_with_the_transfer_freezing(sample_npz, tmp_path, monkeypatch):
+    train(_cfg(sample_npz, tmp_path / "base", epochs=1, lr=3e-3))
+    trainable = []
+    original = lr_find.run_sweep
+
+    def spy(model, *args, **kwargs):
+        trainable.append([w.path for w in model.trainable_weights])
+        return original(model, *args, **kwargs)
+
+    monkeypatch.setattr(lr_find, "run_sweep", spy)
+    meta = train(_cfg(sample_npz, tmp_path / "ft", epochs=1, weights=str(tmp_path / "base"),
+                      freeze=FreezeSpec.parse("all-but-head")))
+    assert trainable == [["predictions/kernel", "predictions/bias"]]  # the sweep trains what training trains
+    assert meta["config"]["lr"] == meta["lr_find"]["lr"] and meta["transfer"]["layers_loaded"] > 0
+    base = keras.models.load_model(tmp_path / "base" / "model.keras", compile=False)
+    tuned = keras.models.load_model(tmp_path / "ft" / "model.keras", compile=False)
+    for layer in base.layers:
+        if layer.weights and layer.name != "predictions":
+            for a, b in zip(layer.get_weights(), tuned.get_layer(layer.name).get_weights()):
+                np.testing.assert_array_equal(a, b)
 
 
 def test_resume_reuses_the_rate_picked_before(sample_npz, tmp_path, monkeypatch):

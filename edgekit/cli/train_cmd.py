@@ -19,7 +19,7 @@ from .common import (emit_json, native_stderr_silenced, quiet_missing_glyphs, qu
 @click.option("--alpha", type=float, default=None, help="Width multiplier (MobileNet).")
 @click.option("--epochs", type=click.IntRange(1), default=15, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=128, show_default=True)
-@click.option("--lr", default="3e-3", show_default=True,
+@click.option("--lr", default="3e-3", show_default=True, metavar="RATE|auto",
               help="Peak learning rate (cosine decay), or auto: picked by a learning-rate range test "
                    "(lr_find.png in the run folder).")
 @click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
