@@ -40,6 +40,8 @@ import tensorflow as tf
 
 from edgekit.tempfiles import atomic_write_text, atomic_write_with
 
+from .config import DEFAULT_LR
+
 START_LR = 1e-6
 END_LR = 1.0
 SWEEP_STEPS = 100
@@ -151,7 +153,7 @@ def check_enough_images(images: int, batch_size: int) -> None:
         raise ValueError(
             f"--lr auto needs at least {need} training images at --batch-size {batch_size} (its "
             f"{SWEEP_STEPS}-step sweep would show each image more than {MAX_PASSES} times); got {images}: "
-            f"give --lr a number (the default is 3e-3) or a smaller --batch-size")
+            f"give --lr a number (the default is {DEFAULT_LR:g}) or a smaller --batch-size")
 
 
 def run_sweep(model, batches, compile_with: Callable, steps: int = SWEEP_STEPS,
@@ -159,8 +161,6 @@ def run_sweep(model, batches, compile_with: Callable, steps: int = SWEEP_STEPS,
     """Train ``model`` for up to ``steps`` full batches of ``batches`` (a dataset that repeats
     long enough) while the rate grows from ``start`` to ``end``; ``compile_with(model,
     schedule)`` compiles it with the run's optimizer and loss. The model's weights change."""
-    import keras
-
     schedule = keras.optimizers.schedules.ExponentialDecay(start, decay_steps=max(1, steps - 1),
                                                            decay_rate=end / start)
     compile_with(model, schedule)
