@@ -19,7 +19,9 @@ from .common import (emit_json, native_stderr_silenced, quiet_missing_glyphs, qu
 @click.option("--alpha", type=float, default=None, help="Width multiplier (MobileNet).")
 @click.option("--epochs", type=click.IntRange(1), default=15, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=128, show_default=True)
-@click.option("--lr", type=float, default=3e-3, show_default=True, help="Peak learning rate (cosine decay).")
+@click.option("--lr", default="3e-3", show_default=True, metavar="RATE|auto",
+              help="Peak learning rate (cosine decay), or auto: picked by a learning-rate range test "
+                   "(lr_find.png in the run folder).")
 @click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
               help="Label smoothing of the cross-entropy (0: off).")
 @click.option("--weight-decay", type=click.FloatRange(0), default=0.05, show_default=True,
@@ -28,7 +30,9 @@ from .common import (emit_json, native_stderr_silenced, quiet_missing_glyphs, qu
               help="Linear learning-rate warm-up before the cosine decay.")
 @click.option("--augment", default="flip", show_default=True,
               help="Comma list of flip, crop, rotate, shear, color, pca; or none.")
-@click.option("--weights", default=None, help="Pretrained: an edgekit run dir, .keras, or keras.applications .h5.")
+@click.option("--weights", default=None,
+              help="Pretrained: imagenet (keras.applications' weights, downloaded, checked, cached), "
+                   "an edgekit run dir, .keras, or keras.applications .h5.")
 @click.option("--freeze", default=None, help="Freeze the first K layers, or all-but-head.")
 @click.option("--fine-tune-epochs", type=click.IntRange(0), default=0, show_default=True,
               help="Then unfreeze everything and train this many epochs at lr/10.")
@@ -44,10 +48,10 @@ def train_command(arch, data, out, input_size, channels, alpha, epochs, batch_si
     """Train ARCH (a zoo name) on labelled images; write the run to --out."""
     quiet_tensorflow()
     with stdout_to_stderr(as_json):
-        from ..train import FreezeSpec, TrainConfig, train
+        from ..train import FreezeSpec, TrainConfig, parse_lr, train
         cfg = run_checked(TrainConfig, arch=arch, data=data, out=out, input_size=input_size,
                           channels=None if channels is None else int(channels), alpha=alpha,
-                          epochs=epochs, batch_size=batch_size, lr=lr, label_smoothing=label_smoothing, warmup_epochs=warmup_epochs, weight_decay=weight_decay,
+                          epochs=epochs, batch_size=batch_size, lr=run_checked(parse_lr, lr), label_smoothing=label_smoothing, warmup_epochs=warmup_epochs, weight_decay=weight_decay,
                           augment=augment,
                           weights=weights, freeze=run_checked(FreezeSpec.parse, freeze),
                           fine_tune_epochs=fine_tune_epochs, mixed_precision=mixed_precision,

@@ -4,7 +4,7 @@ Uses edgekit.models (the zoo) and edgekit.data (sources, augmentation); tf.distr
 several devices or machines.
 """
 
-from .config import Freeze, FreezeSpec, TrainConfig
+from .config import Auto, Freeze, FreezeSpec, TrainConfig, parse_lr
 from .run import train
 
-__all__ = ["Freeze", "FreezeSpec", "TrainConfig", "train"]
+__all__ = ["Auto", "Freeze", "FreezeSpec", "TrainConfig", "parse_lr", "train"]

@@ -7,6 +7,26 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 
 STRATEGIES = ("default", "mirrored", "multiworker")
+DEFAULT_LR = 3e-3
+
+
+class Auto(Enum):
+    """An option that edgekit picks from the data (``--lr auto``: lr_find.py)."""
+
+    AUTO = "auto"
+
+
+def parse_lr(text: str | float) -> "float | Auto":
+    """``--lr``: a number > 0, or ``auto`` for the learning-rate range test (lr_find.py)."""
+    if isinstance(text, str) and text.strip().lower() == Auto.AUTO.value:
+        return Auto.AUTO
+    try:
+        lr = float(text)
+    except (TypeError, ValueError):
+        lr = math.nan
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"--lr got {text!r}; expected a number > 0 or auto")
+    return lr
 
 
 class Freeze(Enum):
@@ -45,7 +65,7 @@ class TrainConfig:
     alpha: float | None = None
     epochs: int = 15
     batch_size: int = 128
-    lr: float = 3e-3
+    lr: float | Auto = DEFAULT_LR  # Auto.AUTO: picked by a learning-rate range test (lr_find.py)
     weight_decay: float = 0.05  # AdamW's decoupled decay (x lr per step); 1e-4 left it overfitting
     label_smoothing: float = 0.0
     warmup_epochs: float = 0.0  # linear warm-up before the cosine decay (capped at a third of the run)
@@ -69,7 +89,7 @@ class TrainConfig:
         checks = [
             (self.epochs >= 1, "epochs", self.epochs, "an integer >= 1"),
             (self.batch_size >= 1, "batch-size", self.batch_size, "an integer >= 1"),
-            (math.isfinite(self.lr) and self.lr > 0, "lr", self.lr, "a number > 0"),
+            (self.lr_auto or (math.isfinite(self.lr) and self.lr > 0), "lr", self.lr, "a number > 0 or auto"),
             (self.fine_tune_epochs >= 0, "fine-tune-epochs", self.fine_tune_epochs, "an integer >= 0"),
             (self.strategy in STRATEGIES, "strategy", self.strategy, f"one of {', '.join(STRATEGIES)}"),
             (self.input_size is None or self.input_size >= 1, "input-size", self.input_size, "an integer >= 1"),
@@ -84,7 +104,12 @@ class TrainConfig:
             if not ok:
                 raise ValueError(f"--{name} got {value!r}; expected {expected}")
 
+    @property
+    def lr_auto(self) -> bool:
+        return self.lr is Auto.AUTO
+
     def to_dict(self) -> dict:
         d = asdict(self)
+        d["lr"] = self.lr.value if self.lr_auto else self.lr
         d["freeze"] = {"mode": self.freeze.mode.value, "k": self.freeze.k}
         return d

@@ -25,6 +25,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import keras
@@ -37,12 +38,13 @@ from edgekit.data.sources import LabeledImages
 from edgekit.models import count_model, create_model, get_spec
 from edgekit.runtime.spec import PreprocessSpec
 
-from .config import TrainConfig
+from . import lr_find, pretrained
+from .config import DEFAULT_LR, TrainConfig
 from .dataset import EpochData, images_are_grayscale
 from .losses import SmoothedSparseCrossentropy
 from .precise_bn import PreciseBNValidation
 from .report import plot_curves
-from .runstate import (CHECKPOINTS, STATE, EpochCheckpoint, atomic_save_model, atomic_write_text, load_checkpoint,
+from .runstate import (CHECKPOINTS, LR_FIND_JSON, LR_FIND_PNG, STATE, EpochCheckpoint, atomic_save_model, atomic_write_text, load_checkpoint,
                        read_state, remove_stale_temps, trim_history)
 from .strategy import is_chief, is_multi_worker, make_strategy, shard_by_data
 from .transfer import apply_freeze, check_weights, is_run_dir, load_pretrained, read_run_metadata, unfreeze_all
@@ -88,7 +90,10 @@ def _build(cfg: TrainConfig, spec: PreprocessSpec, num_classes: int) -> tuple[ke
     model = create_model(cfg.arch, (*spec.size, spec.channels), num_classes,
                          bn_momentum=cfg.bn_momentum,
                          **({"alpha": cfg.alpha} if cfg.alpha is not None else {}))
-    if cfg.weights:
+    if pretrained.is_imagenet(cfg.weights):
+        info = pretrained.load_imagenet(model, cfg.arch, cfg.alpha, spec.size[0], log)
+        log(f"loaded {info['layers_loaded']} layers of ImageNet weights; new: {', '.join(info['layers_new']) or 'none'}")
+    elif cfg.weights:
         copied, skipped = load_pretrained(model, cfg.weights)
         info = {"weights": cfg.weights, "layers_loaded": copied, "layers_new": skipped}
         log(f"loaded {copied} layers from {cfg.weights}; new: {', '.join(skipped) or 'none'}")
@@ -106,7 +111,10 @@ def _schedule(lr: float, total_steps: int, warmup_steps: int) -> keras.optimizer
 
 def _compile(model: keras.Model, lr: float, weight_decay: float, total_steps: int,
              label_smoothing: float = 0.0, warmup_steps: int = 0) -> None:
-    schedule = _schedule(lr, total_steps, warmup_steps)
+    _compile_with(model, _schedule(lr, total_steps, warmup_steps), weight_decay, label_smoothing)
+
+
+def _compile_with(model: keras.Model, schedule, weight_decay: float, label_smoothing: float) -> None:
     loss = SmoothedSparseCrossentropy(label_smoothing) if label_smoothing else "sparse_categorical_crossentropy"
     model.compile(optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay),
                   loss=loss, metrics=["accuracy"])
@@ -207,6 +215,9 @@ def train(cfg: TrainConfig) -> dict:
     get_spec(cfg.arch)
     augment = parse_augment(cfg.augment)
     check_weights(cfg.weights)
+    if pretrained.is_imagenet(cfg.weights):
+        pretrained.check(cfg.arch, cfg.alpha, cfg.input_size or get_spec(cfg.arch).default_input_shape()[0],
+                         cfg.channels)
     _check_can_make(Path(cfg.out))
     run_dir, state = _prepare_run_dir(cfg, chief)
     if state is not None and state["epoch"] == _phases(cfg)[-1][2] and is_run_dir(run_dir):
@@ -216,10 +227,13 @@ def train(cfg: TrainConfig) -> dict:
             _merge_history_plot(run_dir)
             _finish(run_dir)
         return read_run_metadata(run_dir)
-    base = read_run_metadata(cfg.weights) if cfg.weights and is_run_dir(cfg.weights) else None
+    base = (read_run_metadata(cfg.weights) if cfg.weights and not pretrained.is_imagenet(cfg.weights)
+            and is_run_dir(cfg.weights) else None)
     if base is not None and base.get("architecture") != cfg.arch:
         raise ValueError(f"--weights run is a {base.get('architecture')!r}; ARCH got {cfg.arch!r}")
     train_data, val_data = _load_data(cfg)
+    if cfg.lr_auto and state is None:
+        lr_find.check_enough_images(len(train_data), cfg.batch_size)
     if chief and state is None:
         _make_run_dir(run_dir)
     spec = _spec(cfg, train_data, base)
@@ -240,6 +254,7 @@ def train(cfg: TrainConfig) -> dict:
     t_start = time.perf_counter()
     try:
         with strategy.scope():
+            cfg, lr_record = _auto_lr(cfg, strategy, run_dir, state, spec, train_data, feed) if cfg.lr_auto else (cfg, None)
             model, history, transfer_info = _run_phases(cfg, strategy, run_dir, work_dir, state, spec,
                                                         train_data, feed, precise_bn, val_ds is not None)
     finally:
@@ -247,12 +262,37 @@ def train(cfg: TrainConfig) -> dict:
             shutil.rmtree(work_dir, ignore_errors=True)
     wall = time.perf_counter() - t_start
     meta = _metadata(cfg, model, spec, train_data, val_data, history, wall, transfer_info, strategy)
+    if lr_record is not None:
+        meta["lr_find"] = lr_record
     if chief:
         atomic_save_model(model, run_dir / "model.keras")
         atomic_write_text(run_dir / "edgekit.json", json.dumps(meta, indent=2))
         _merge_history_plot(run_dir)
         _finish(run_dir)
     return meta
+
+
+def _auto_lr(cfg: TrainConfig, strategy, run_dir: Path, state: dict | None, spec: PreprocessSpec,
+             train_data: LabeledImages, feed: EpochData) -> tuple[TrainConfig, dict]:
+    """--lr auto: the rate the run picked before it was interrupted, or a range test
+    (lr_find.py) on a copy of the model with the run's freezing, optimizer and loss. The seeds
+    are then reset, so the real model is built and trained exactly as with --lr RATE."""
+    if state is not None:
+        rec = lr_find.read(run_dir / LR_FIND_JSON)
+        log(f"--lr auto: resuming with lr {rec['lr']:.3g}, picked when the run started")
+        return replace(cfg, lr=float(rec["lr"])), rec
+    model, _ = _build(cfg, spec, len(train_data.class_names))
+    apply_freeze(model, cfg.freeze)
+    batches = lr_find.full_batches(feed.epochs(0, lr_find.sweep_epochs(len(train_data), cfg.batch_size)),
+                                   cfg.batch_size)
+    sweep = lr_find.run_sweep(model, shard_by_data(batches) if is_multi_worker(strategy) else batches,
+                              lambda m, schedule: _compile_with(m, schedule, cfg.weight_decay, cfg.label_smoothing))
+    rec = lr_find.record(sweep, cfg.batch_size, DEFAULT_LR)
+    if is_chief(strategy):
+        lr_find.write(rec, run_dir / LR_FIND_JSON, run_dir / LR_FIND_PNG)
+    log(lr_find.describe(rec) + f"; plot: {run_dir / LR_FIND_PNG}")
+    keras.utils.set_random_seed(cfg.seed)
+    return replace(cfg, lr=float(rec["lr"])), rec
 
 
 def _phases(cfg: TrainConfig) -> list[tuple[str, int, int]]:

@@ -6,6 +6,7 @@ RUN_DIR/
                      preprocessing, class names, data fingerprint, history, timings
   history.csv        per-epoch metrics (appended across resumes)
   curve.png          training curves
+  lr_find.json/.png  the learning-rate range test of --lr auto (kept for --resume)
   checkpoints/       epoch-NNN.keras (model + optimizer) and state.json, for --resume
   tensorboard/       TensorBoard logs
 
@@ -30,6 +31,8 @@ from edgekit.tempfiles import atomic_write_bytes, atomic_write_text, temp_path  
 
 CHECKPOINTS = "checkpoints"
 STATE = "state.json"
+LR_FIND_JSON = "lr_find.json"
+LR_FIND_PNG = "lr_find.png"
 HISTORY = "history.csv"
 KEEP = 2
 TEMP_PATTERNS = (".*.tmp", ".*.tmp.keras")  # what the writers below leave when killed

@@ -11,6 +11,7 @@ import keras
 from edgekit.models.safe_load import archive_problem, load_keras_model
 
 from .config import Freeze, FreezeSpec
+from .pretrained import is_imagenet
 
 HEAD_LAYERS = ("predictions", "top_dropout", "conv_preds", "reshape_2", "dropout")
 
@@ -52,7 +53,7 @@ def check_weights(weights: str | None) -> None:
     missing path, a folder that is no run, a file of another kind, or a .keras/.h5 file that is
     not a zip/HDF5 archive at all (empty, truncated, random bytes). A file that passes can
     still fail to load; that is reported when it is loaded."""
-    if weights is None:
+    if weights is None or is_imagenet(weights):  # checked by pretrained.check
         return
     path = Path(weights)
     expected = "expected an edgekit run dir, a .keras file or a keras.applications .h5 weight file"
@@ -87,17 +88,33 @@ def load_pretrained(dst: keras.Model, weights: str) -> tuple[int, list[str]]:
         import h5py
         from keras.src.legacy.saving import legacy_h5_format
 
-        before = [w.numpy().copy() for w in dst.weights[:1]]
         with h5py.File(path, "r") as f:
             group = f["model_weights"] if "model_weights" in f else f
             legacy_h5_format.load_weights_from_hdf5_group_by_name(group, dst, skip_mismatch=True)
-        names = [l.name for l in dst.layers if l.weights]
-        return len(names), [n for n in names if n in HEAD_LAYERS] if before else []
+            stored = _stored_shapes(group)
+        with_weights = [l for l in dst.layers if l.weights]
+        loaded = [l.name for l in with_weights if stored.get(l.name) == [tuple(w.shape) for w in l.weights]]
+        if not loaded:
+            raise ValueError(f"no layer of {weights!r} matches {dst.name} by name and shape; "
+                             "is --weights from the same architecture?")
+        return len(loaded), [l.name for l in with_weights if l.name not in loaded]
     if path.is_file() and path.name.endswith(".weights.h5"):
         dst.load_weights(path)  # Keras 3 weight file: the full model, same classes
         return len([l for l in dst.layers if l.weights]), []
     raise ValueError(f"--weights got {weights!r}; expected an edgekit run dir, a .keras file "
                      "or a keras.applications .h5 weight file")
+
+
+def _stored_shapes(group) -> dict[str, list[tuple]]:
+    """Layer name -> weight shapes of a keras.applications (legacy HDF5) weight group."""
+    def text(v):
+        return v.decode("utf8") if isinstance(v, bytes) else str(v)
+
+    shapes = {}
+    for name in map(text, group.attrs.get("layer_names", [])):
+        layer = group[name]
+        shapes[name] = [tuple(layer[text(w)].shape) for w in layer.attrs.get("weight_names", [])]
+    return shapes
 
 
 def apply_freeze(model: keras.Model, freeze: FreezeSpec) -> int:
