@@ -8,6 +8,11 @@ from enum import Enum
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 DEFAULT_LR = 3e-3
+IMAGENET = "imagenet"  # --weights imagenet: keras.applications' weights (pretrained.py)
+
+
+def is_imagenet(weights: str | None) -> bool:
+    return weights == IMAGENET
 
 
 class Auto(Enum):

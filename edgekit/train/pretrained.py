@@ -38,7 +38,8 @@ from typing import Callable
 
 from edgekit.tempfiles import atomic_write_text, temp_path
 
-IMAGENET = "imagenet"
+from .config import IMAGENET
+
 HOST = "https://storage.googleapis.com"
 HOST_ENV = "EDGEKIT_WEIGHTS_URL"
 CACHE_ENV = "EDGEKIT_CACHE"
@@ -93,10 +94,6 @@ class WeightFile:
     md5: str | None  # None: keras publishes no sum; the sha256 is pinned at first download
     trained_size: int | None  # the input size the file was trained at, where keras has several
     alpha: float | None
-
-
-def is_imagenet(weights: str | None) -> bool:
-    return weights == IMAGENET
 
 
 def cache_dir() -> Path:

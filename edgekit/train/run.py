@@ -39,7 +39,7 @@ from edgekit.models import count_model, create_model, get_spec
 from edgekit.runtime.spec import PreprocessSpec
 
 from . import lr_find, pretrained
-from .config import DEFAULT_LR, TrainConfig
+from .config import DEFAULT_LR, TrainConfig, is_imagenet
 from .dataset import EpochData, images_are_grayscale
 from .losses import SmoothedSparseCrossentropy
 from .precise_bn import PreciseBNValidation
@@ -90,7 +90,7 @@ def _build(cfg: TrainConfig, spec: PreprocessSpec, num_classes: int) -> tuple[ke
     model = create_model(cfg.arch, (*spec.size, spec.channels), num_classes,
                          bn_momentum=cfg.bn_momentum,
                          **({"alpha": cfg.alpha} if cfg.alpha is not None else {}))
-    if pretrained.is_imagenet(cfg.weights):
+    if is_imagenet(cfg.weights):
         info = pretrained.load_imagenet(model, cfg.arch, cfg.alpha, spec.size[0], log)
         log(f"loaded {info['layers_loaded']} layers of ImageNet weights; new: {', '.join(info['layers_new']) or 'none'}")
     elif cfg.weights:
@@ -215,7 +215,7 @@ def train(cfg: TrainConfig) -> dict:
     get_spec(cfg.arch)
     augment = parse_augment(cfg.augment)
     check_weights(cfg.weights)
-    if pretrained.is_imagenet(cfg.weights):
+    if is_imagenet(cfg.weights):
         pretrained.check(cfg.arch, cfg.alpha, cfg.input_size or get_spec(cfg.arch).default_input_shape()[0],
                          cfg.channels)
     _check_can_make(Path(cfg.out))
@@ -227,7 +227,7 @@ def train(cfg: TrainConfig) -> dict:
             _merge_history_plot(run_dir)
             _finish(run_dir)
         return read_run_metadata(run_dir)
-    base = (read_run_metadata(cfg.weights) if cfg.weights and not pretrained.is_imagenet(cfg.weights)
+    base = (read_run_metadata(cfg.weights) if cfg.weights and not is_imagenet(cfg.weights)
             and is_run_dir(cfg.weights) else None)
     if base is not None and base.get("architecture") != cfg.arch:
         raise ValueError(f"--weights run is a {base.get('architecture')!r}; ARCH got {cfg.arch!r}")

@@ -10,8 +10,7 @@ import keras
 
 from edgekit.models.safe_load import archive_problem, load_keras_model
 
-from .config import Freeze, FreezeSpec
-from .pretrained import is_imagenet
+from .config import Freeze, FreezeSpec, is_imagenet
 
 HEAD_LAYERS = ("predictions", "top_dropout", "conv_preds", "reshape_2", "dropout")
 
