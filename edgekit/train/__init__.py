@@ -5,6 +5,7 @@ several devices or machines.
 """
 
 from .config import Freeze, FreezeSpec, TrainConfig
+from .epochs import AUTO, auto_epochs, parse_epochs, plan_epochs
 from .run import train
 
-__all__ = ["Freeze", "FreezeSpec", "TrainConfig", "train"]
+__all__ = ["AUTO", "Freeze", "FreezeSpec", "TrainConfig", "auto_epochs", "parse_epochs", "plan_epochs", "train"]
