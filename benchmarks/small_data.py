@@ -55,9 +55,10 @@ RECIPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "mnv2 100ep crop": ("tuned", (*MNV2, "--epochs", "100", "--augment", "crop")),
     "mnv2 100ep crop,scale": ("tuned", (*MNV2, "--epochs", "100")),
     "mnv2 auto ls0.1": ("tuned", (*MNV2, "--label-smoothing", "0.1")),
+    "mnv2 auto dropout0.2": ("tuned", (*MNV2, "--dropout", "0.2")),
     "mnv2 auto wd0.1": ("tuned", (*MNV2, "--weight-decay", "0.1")),
     "mnv2 auto batch64": ("tuned", (*MNV2, "--batch-size", "64")),
-    "mnv2 30ep flip (old default)": ("old", (*MNV2, "--epochs", "30", "--augment", "flip")),
+    "mnv2 15ep flip (old default)": ("old", (*MNV2, "--epochs", "15", "--augment", "flip")),
 }
 
 

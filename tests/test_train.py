@@ -186,6 +186,15 @@ def test_bad_config_values_name_the_value():
         FreezeSpec.parse("x")
     with pytest.raises(ValueError, match="--strategy got 'tpu'"):
         TrainConfig("lenet5", "d", "o", strategy="tpu")
+    with pytest.raises(ValueError, match="--dropout got 1.0; expected a value in"):
+        TrainConfig("lenet5", "d", "o", dropout=1.0)
+
+
+def test_dropout_sets_the_rate_before_the_classifier(sample_npz, tmp_path):
+    train(_cfg(sample_npz, tmp_path / "run", epochs=1, limit=32, dropout=0.3))
+    model = keras.models.load_model(tmp_path / "run" / "model.keras", compile=False)
+    rates = [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+    assert rates and set(rates) == {0.3}
 
 
 def test_evaluate_tta_and_ensemble(sample_npz, tmp_path):

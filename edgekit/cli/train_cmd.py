@@ -28,6 +28,8 @@ DEFAULT_AUGMENT = "crop,scale"
 @click.option("--lr", type=float, default=3e-3, show_default=True, help="Peak learning rate (cosine decay).")
 @click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
               help="Label smoothing of the cross-entropy (0: off).")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="Dropout rate before the classifier (default: the architecture's own).")
 @click.option("--weight-decay", type=click.FloatRange(0), default=0.05, show_default=True,
               help="AdamW decoupled weight decay.")
 @click.option("--warmup-epochs", type=click.FloatRange(0), default=0.0, show_default=True,
@@ -47,7 +49,8 @@ DEFAULT_AUGMENT = "crop,scale"
               help="Stop when the validation loss has not improved for this many epochs and restore the best "
                    "weights (0: off with --epochs N; with --epochs auto, a fifth of the epochs).")
 @run_options(("default", "mirrored", "multiworker"), "Continue the interrupted run in --out from its last checkpoint.")
-def train_command(arch, data, out, input_size, channels, alpha, epochs, batch_size, lr, label_smoothing, weight_decay, warmup_epochs, augment,
+def train_command(arch, data, out, input_size, channels, alpha, epochs, batch_size, lr, label_smoothing, dropout,
+                  weight_decay, warmup_epochs, augment,
                   weights, freeze, fine_tune_epochs, mixed_precision, split,
                   val_fraction, early_stopping, strategy, resume, limit, seed, as_json):
     """Train ARCH (a zoo name) on labelled images; write the run to --out."""
@@ -57,7 +60,7 @@ def train_command(arch, data, out, input_size, channels, alpha, epochs, batch_si
         epochs = run_checked(parse_epochs, epochs)
         cfg = run_checked(TrainConfig, arch=arch, data=data, out=out, input_size=input_size,
                           channels=None if channels is None else int(channels), alpha=alpha,
-                          epochs=epochs, batch_size=batch_size, lr=lr, label_smoothing=label_smoothing, warmup_epochs=warmup_epochs, weight_decay=weight_decay,
+                          epochs=epochs, batch_size=batch_size, lr=lr, label_smoothing=label_smoothing, dropout=dropout, warmup_epochs=warmup_epochs, weight_decay=weight_decay,
                           augment=augment,
                           weights=weights, freeze=run_checked(FreezeSpec.parse, freeze),
                           fine_tune_epochs=fine_tune_epochs, mixed_precision=mixed_precision,

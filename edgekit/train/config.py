@@ -52,6 +52,7 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 0.05  # AdamW's decoupled decay (x lr per step); 1e-4 left it overfitting
     label_smoothing: float = 0.0
+    dropout: float | None = None  # rate before the classifier; None: the architecture's own
     warmup_epochs: float = 0.0  # linear warm-up before the cosine decay (capped at a third of the run)
     augment: str = DEFAULT_AUGMENT
     weights: str | None = None
@@ -85,6 +86,7 @@ class TrainConfig:
             (math.isfinite(self.warmup_epochs) and self.warmup_epochs >= 0, "warmup-epochs", self.warmup_epochs,
              "a number >= 0"),
             (0.0 <= self.label_smoothing < 1.0, "label-smoothing", self.label_smoothing, "a value in [0, 1)"),
+            (self.dropout is None or 0.0 <= self.dropout < 1.0, "dropout", self.dropout, "a value in [0, 1)"),
         ]
         for ok, name, value, expected in checks:
             if not ok:

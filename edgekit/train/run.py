@@ -92,7 +92,7 @@ def _spec(cfg: TrainConfig, train: LabeledImages, base: dict | None) -> Preproce
 def _build(cfg: TrainConfig, spec: PreprocessSpec, num_classes: int) -> tuple[keras.Model, dict]:
     info: dict = {}
     model = create_model(cfg.arch, (*spec.size, spec.channels), num_classes,
-                         bn_momentum=cfg.bn_momentum,
+                         bn_momentum=cfg.bn_momentum, dropout=cfg.dropout,
                          **({"alpha": cfg.alpha} if cfg.alpha is not None else {}))
     if cfg.weights:
         copied, skipped = load_pretrained(model, cfg.weights)
