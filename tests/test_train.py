@@ -134,6 +134,15 @@ def test_auto_resume_after_the_stop_epoch_writes_the_best_weights(sample_npz, tm
     assert_same_weights(full, tmp_path / "cut")
 
 
+def test_auto_stop_then_fine_tune_starts_where_training_stopped(sample_npz, tmp_path, auto_run):
+    _, reference = auto_run
+    stop = reference["epochs"]["early_stopping"]["stopped_at"]
+    meta = train(_cfg(sample_npz, tmp_path / "run", fine_tune_epochs=2, **AUTO_RUN))
+    assert meta["epochs"]["early_stopping"]["stopped_at"] == stop
+    assert len(meta["history"]["loss"]) == stop + 2
+    np.testing.assert_allclose(meta["history"]["loss"][:stop], reference["history"]["loss"], rtol=1e-5)
+
+
 def test_auto_without_validation_runs_every_epoch(sample_npz, tmp_path, capsys):
     meta = train(_cfg(sample_npz, tmp_path / "run", epochs="auto", limit=32, batch_size=32, val_fraction=0))
     assert meta["epochs"]["patience"] is None and meta["epochs"]["early_stopping"] is None

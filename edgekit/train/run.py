@@ -336,12 +336,7 @@ def _run_phases(cfg: TrainConfig, plan: EpochPlan, strategy, run_dir: Path, work
         for k, v in h.history.items():
             history.setdefault(k, []).extend(float(x) for x in v)
         if best is not None:
-            stopping = best.state()
-            if best.stopped_at is not None:
-                log(f"stopped early after epoch {best.stopped_at}: no lower validation loss in {plan.patience} epochs")
-            # A worker resumed after the best epoch finds its weights in the chief's run folder.
-            restore_best(model, work_dir if best.file_in(work_dir) else run_dir, stopping)
-            log(f"restored the weights of epoch {best.best_epoch} (lowest validation loss {best.best:.4f})")
+            stopping = _end_of_training(model, best, run_dir, work_dir)
             # A fine-tune phase starts where training stopped.
             phases = _phases(plan.epochs, cfg.fine_tune_epochs, best.stopped_at)
     if model is None:  # every epoch was trained; the final files were not (all) written
@@ -351,6 +346,18 @@ def _run_phases(cfg: TrainConfig, plan: EpochPlan, strategy, run_dir: Path, work
         model = _resumed_model(run_dir, state, train_done=True)
         log(f"all {start} epochs were trained before the interruption; writing the final files")
     return model, history, transfer_info, stopping
+
+
+def _end_of_training(model: keras.Model, best: BestWeights, run_dir: Path, work_dir: Path) -> dict:
+    """Say whether training stopped early and put the best epoch's weights back; return the
+    early-stopping record for the metadata."""
+    if best.stopped_at is not None:
+        log(f"stopped early after epoch {best.stopped_at}: no lower validation loss in {best.patience} epochs")
+    # A worker resumed after the best epoch finds its weights in the chief's run folder.
+    record = best.state()
+    if restore_best(model, work_dir if best.file_in(work_dir) else run_dir, record) is not None:
+        log(f"restored the weights of epoch {best.best_epoch} (lowest validation loss {best.best:.4f})")
+    return record
 
 
 def _enter_phase(model: keras.Model, cfg: TrainConfig, phase: str, steps: int, epoch_steps: int) -> None:
