@@ -455,3 +455,19 @@ def test_precise_bn_compiled_forward_equals_eager():
         np.testing.assert_allclose(b.moving_variance.numpy(), a.moving_variance.numpy(), rtol=1e-5, atol=1e-6)
         assert b.momentum == 0.99
     assert callback._forward is not None
+
+
+def test_cli_says_what_auto_chose_and_which_weights_it_kept(tmp_path):
+    from click.testing import CliRunner
+
+    from edgekit.cli.main import main
+
+    result = CliRunner().invoke(main, ["train", "lenet5", "--data", str(REPO / "calibration" / "fashion-mnist"),
+                                       "--out", str(tmp_path / "run"), "--limit", "64", "--batch-size", "16",
+                                       "--early-stopping", "3", "--lr", "0.01"])
+    assert result.exit_code == 0, result.stderr
+    assert "edgekit train: epochs: 100 (64 images at batch 16 = 4 steps per epoch; 1575 epochs reach" in result.stderr
+    assert "early stopping on val_loss with patience 3, best weights restored)" in result.stderr
+    meta = json.loads((tmp_path / "run" / "edgekit.json").read_text())
+    best = meta["epochs"]["early_stopping"]["best_epoch"]
+    assert f"kept the weights of epoch {best} (validation loss" in result.stdout
