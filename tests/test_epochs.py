@@ -56,7 +56,8 @@ def test_train_config_epochs_is_auto_or_a_count():
 def test_plan_auto_with_validation_stops_early():
     plan = plan_epochs(AUTO, 0, 3_600, 128, has_val=True)
     assert plan.epochs == MAX_EPOCHS and plan.patience == auto_patience(MAX_EPOCHS) == 20
-    assert "early stopping on val_loss with patience 20" in plan.reason
+    assert plan.watch_from == 50  # the second half: the cosine schedule's learning rate is down
+    assert "early stopping on val_loss from epoch 51 with patience 20" in plan.reason
     assert plan.to_dict()["monitor"] == "val_loss"
     assert plan_epochs(AUTO, 4, 3_600, 128, has_val=True).patience == 4  # --early-stopping wins
 
@@ -72,6 +73,7 @@ def test_plan_explicit_epochs_are_obeyed():
     plan = plan_epochs(7, 0, 3_600, 128, has_val=True)
     assert (plan.epochs, plan.patience) == (7, None) and plan.to_dict()["monitor"] is None
     assert plan_epochs(7, 2, 3_600, 128, has_val=True).patience == 2
+    assert plan_epochs(7, 2, 3_600, 128, has_val=True).watch_from == 0  # as asked: from the start
     assert plan_epochs(7, 2, 3_600, 128, has_val=False).patience is None
 
 

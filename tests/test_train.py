@@ -66,7 +66,8 @@ def test_resume_equals_uninterrupted(sample_npz, tmp_path, monkeypatch):
     assert_same_weights(tmp_path / "full", tmp_path / "cut")
 
 
-# --epochs auto: 64 images at batch 16 plan MAX_EPOCHS; patience 3 stops the run after ~10 epochs.
+# --epochs auto: 64 images at batch 16 plan MAX_EPOCHS; early stopping watches from epoch 51,
+# patience 3 stops the run a few epochs later.
 AUTO_RUN = dict(epochs="auto", limit=64, batch_size=16, early_stopping=3, augment="crop,scale", lr=1e-2)
 
 
@@ -97,8 +98,10 @@ def test_auto_epochs_stop_early_and_restore_the_best_weights(sample_npz, auto_ru
     assert record["requested"] == "auto" and record["epochs"] == 100 and record["patience"] == 3
     assert "capped at 100" in record["reason"]
     assert stop["stopped_at"] == len(losses) < 100  # stopped early ...
-    best = int(np.argmin(losses))
-    assert stop["best_epoch"] == best + 1 == len(losses) - 3  # ... 3 epochs after the best one
+    watched = record["watch_from"]
+    assert watched == 50 and np.argmin(losses) < watched  # (an earlier, unwatched epoch was lower)
+    best = watched + int(np.argmin(losses[watched:]))
+    assert stop["best_epoch"] == best + 1 == len(losses) - 3  # ... 3 epochs after the best watched one
     # The model written is the best epoch's (precise BN statistics included), not the last one.
     assert _val_loss(run, sample_npz) == pytest.approx(losses[best], rel=1e-4)
     assert abs(losses[-1] - losses[best]) > 1e-3
@@ -467,7 +470,7 @@ def test_cli_says_what_auto_chose_and_which_weights_it_kept(tmp_path):
                                        "--early-stopping", "3", "--lr", "0.01"])
     assert result.exit_code == 0, result.stderr
     assert "edgekit train: epochs: 100 (64 images at batch 16 = 4 steps per epoch; 1575 epochs reach" in result.stderr
-    assert "early stopping on val_loss with patience 3, best weights restored)" in result.stderr
+    assert "early stopping on val_loss from epoch 51 with patience 3, best weights restored)" in result.stderr
     meta = json.loads((tmp_path / "run" / "edgekit.json").read_text())
     best = meta["epochs"]["early_stopping"]["best_epoch"]
     assert f"kept the weights of epoch {best} (validation loss" in result.stdout

@@ -324,7 +324,8 @@ def _run_phases(cfg: TrainConfig, plan: EpochPlan, strategy, run_dir: Path, work
             _enter_phase(model, cfg, phase, feed.steps * (last - first), feed.steps)
         best = None
         if phase == "train" and plan.patience:
-            best = BestWeights(work_dir, plan.patience, saved_stop if state and state["phase"] == "train" else None)
+            best = BestWeights(work_dir, plan.patience, saved_stop if state and state["phase"] == "train" else None,
+                               plan.watch_from)
         begin = max(first, start)
         data = feed.epochs(begin, last)
         extra = {"planned_epochs": plan.epochs, **({"early_stopping": stopping} if phase != "train" else {})}
