@@ -57,7 +57,7 @@ def test_plan_auto_with_validation_stops_early():
     plan = plan_epochs(AUTO, 0, 3_600, 128, has_val=True)
     assert plan.epochs == MAX_EPOCHS and plan.patience == auto_patience(MAX_EPOCHS) == 20
     assert plan.watch_from == 50  # the second half: the cosine schedule's learning rate is down
-    assert "early stopping on val_loss from epoch 51 with patience 20" in plan.reason
+    assert "early stopping on the smoothed val_loss from epoch 51 with patience 20" in plan.reason
     assert plan.to_dict()["monitor"] == "val_loss"
     assert plan_epochs(AUTO, 4, 3_600, 128, has_val=True).patience == 4  # --early-stopping wins
 

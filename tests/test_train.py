@@ -100,8 +100,12 @@ def test_auto_epochs_stop_early_and_restore_the_best_weights(sample_npz, auto_ru
     assert stop["stopped_at"] == len(losses) < 100  # stopped early ...
     watched = record["watch_from"]
     assert watched == 50 and np.argmin(losses) < watched  # (an earlier, unwatched epoch was lower)
-    best = watched + int(np.argmin(losses[watched:]))
+    smoothed = [losses[0]]
+    for loss in losses[1:]:  # each epoch's loss averaged with the smoothed value before it
+        smoothed.append(0.5 * smoothed[-1] + 0.5 * loss)
+    best = watched + int(np.argmin(smoothed[watched:]))
     assert stop["best_epoch"] == best + 1 == len(losses) - 3  # ... 3 epochs after the best watched one
+    assert stop["best"] == pytest.approx(smoothed[best], rel=1e-9)
     # The model written is the best epoch's (precise BN statistics included), not the last one.
     assert _val_loss(run, sample_npz) == pytest.approx(losses[best], rel=1e-4)
     assert abs(losses[-1] - losses[best]) > 1e-3
@@ -470,7 +474,7 @@ def test_cli_says_what_auto_chose_and_which_weights_it_kept(tmp_path):
                                        "--early-stopping", "3", "--lr", "0.01"])
     assert result.exit_code == 0, result.stderr
     assert "edgekit train: epochs: 100 (64 images at batch 16 = 4 steps per epoch; 1575 epochs reach" in result.stderr
-    assert "early stopping on val_loss from epoch 51 with patience 3, best weights restored)" in result.stderr
+    assert "early stopping on the smoothed val_loss from epoch 51 with patience 3, best weights restored)" in result.stderr
     meta = json.loads((tmp_path / "run" / "edgekit.json").read_text())
     best = meta["epochs"]["early_stopping"]["best_epoch"]
-    assert f"kept the weights of epoch {best} (validation loss" in result.stdout
+    assert f"kept the weights of epoch {best} (smoothed validation loss" in result.stdout

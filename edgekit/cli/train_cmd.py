@@ -72,7 +72,7 @@ def train_command(arch, data, out, input_size, channels, alpha, epochs, batch_si
         return
     final = meta["final"]
     stop = meta["epochs"]["early_stopping"] or {}
-    kept = (f"; kept the weights of epoch {stop['best_epoch']} (validation loss {stop['best']:.4f})"
+    kept = (f"; kept the weights of epoch {stop['best_epoch']} (smoothed validation loss {stop['best']:.4f})"
             if stop.get("best_epoch") else "")
     click.echo(f"trained {arch} on {meta['data']['images']} images in {meta['wall_seconds_this_invocation']} s "
                f"({meta['images_per_second_median'] or 0:.0f} images/s); last epoch's accuracy "

@@ -290,7 +290,7 @@ def _resumed_model(run_dir: Path, state: dict, train_done: bool) -> keras.Model:
     if train_done and state["phase"] == "train":
         best_epoch = restore_best(model, run_dir, state.get("early_stopping"))
         if best_epoch is not None:
-            log(f"restored the weights of epoch {best_epoch} (lowest validation loss)")
+            log(f"restored the weights of epoch {best_epoch} (lowest smoothed validation loss)")
     return model
 
 
@@ -353,11 +353,11 @@ def _end_of_training(model: keras.Model, best: BestWeights, run_dir: Path, work_
     """Say whether training stopped early and put the best epoch's weights back; return the
     early-stopping record for the metadata."""
     if best.stopped_at is not None:
-        log(f"stopped early after epoch {best.stopped_at}: no lower validation loss in {best.patience} epochs")
+        log(f"stopped early after epoch {best.stopped_at}: no lower smoothed validation loss in {best.patience} epochs")
     # A worker resumed after the best epoch finds its weights in the chief's run folder.
     record = best.state()
     if restore_best(model, work_dir if best.file_in(work_dir) else run_dir, record) is not None:
-        log(f"restored the weights of epoch {best.best_epoch} (lowest validation loss {best.best:.4f})")
+        log(f"restored the weights of epoch {best.best_epoch} (lowest smoothed validation loss {best.best:.4f})")
     return record
 
 
