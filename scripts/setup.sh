@@ -29,7 +29,7 @@ fi
 stamp=.venv/.edgekit-setup
 want=$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
-  log "installing edgekit[dev] into .venv (TensorFlow, ONNX, LiteRT, pytest)"
+  log "installing edgekit[dev] into .venv (TensorFlow, ONNX, LiteRT, pytest; scikit-learn and mlxtend for the benchmarks)"
   .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >&2
   .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]" >&2
   echo "$want" > "$stamp"

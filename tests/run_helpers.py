@@ -11,14 +11,20 @@ import pytest
 def interrupt_after_first_epoch(monkeypatch, start) -> None:
     """Call ``start()`` as if the process were killed right after epoch 1's checkpoint was
     written (KeyboardInterrupt from the checkpoint callback), then restore the callback."""
+    interrupt_after_epoch(monkeypatch, start, 1)
+
+
+def interrupt_after_epoch(monkeypatch, start, epochs: int) -> None:
+    """Call ``start()`` as if the process were killed right after the checkpoint of epoch
+    ``epochs`` (counted from 1) was written, then restore the callback."""
     from edgekit.train import runstate
 
     original = runstate.EpochCheckpoint.on_epoch_end
 
     def crash_after_first(self, epoch, logs=None):
         original(self, epoch, logs)
-        if epoch == 0:
-            raise KeyboardInterrupt("simulated kill after epoch 1")
+        if epoch + 1 == epochs:
+            raise KeyboardInterrupt(f"simulated kill after epoch {epochs}")
 
     monkeypatch.setattr(runstate.EpochCheckpoint, "on_epoch_end", crash_after_first)
     with pytest.raises(KeyboardInterrupt):

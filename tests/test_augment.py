@@ -14,6 +14,7 @@ from PIL import Image
 
 from edgekit.data import (
     AUGMENTATIONS,
+    DEFAULT_AUGMENT,
     AugmentConfig,
     ColourPCA,
     DataError,
@@ -43,10 +44,55 @@ def test_parse_augment() -> None:
     assert parse_augment(["rotate", "shear"]) == AugmentConfig(rotate=True, shear=True)
     assert parse_augment("none") == parse_augment("") == parse_augment(None) == AugmentConfig()
     assert parse_augment(",".join(AUGMENTATIONS)).enabled == tuple(AUGMENTATIONS)
-    with pytest.raises(DataError, match="mixup; expected a comma list of flip, crop, rotate"):
+    with pytest.raises(DataError, match="mixup; expected a comma list of flip, crop, scale, rotate"):
         parse_augment("flip,mixup")
     with pytest.raises(DataError, match="rotate_degrees got -1"):
         AugmentConfig(rotate_degrees=-1)
+    with pytest.raises(DataError, match="scale_range got 1.5; expected a number in"):
+        AugmentConfig(scale_range=1.5)
+
+
+def _left_heavy(n: int, size: int = 32) -> np.ndarray:
+    """Images bright in their left third only: a mirror moves the light to the right."""
+    pixels = np.zeros((n, size, size, 1), np.float32)
+    pixels[:, 4:-4, 2:size // 3] = 255.0
+    return pixels
+
+
+def test_training_default_never_mirrors() -> None:
+    """The default of ``edgekit train`` (not only DEFAULT_AUGMENT) keeps left left: with the
+    old default (flip) about half of these images come out mirrored."""
+    from edgekit.train import TrainConfig
+
+    config = parse_augment(TrainConfig("lenet5", "d", "o").augment)
+    assert config.enabled and not config.flip
+    pixels = _left_heavy(64)
+    for seed in range(4):
+        out = augment_pixels_tf(pixels, config, tf.constant((seed, 9), tf.int64)).numpy()
+        half = out.shape[2] // 2
+        assert (out[:, :, :half].sum(axis=(1, 2, 3)) > 4 * out[:, :, half:].sum(axis=(1, 2, 3))).all()
+        assert not np.array_equal(out, pixels)  # it does augment
+
+
+def test_cli_defaults_are_the_library_default() -> None:
+    from edgekit.cli.train_cmd import DEFAULT_AUGMENT as CLI_DEFAULT, augment_command, train_command
+
+    assert CLI_DEFAULT == DEFAULT_AUGMENT
+    for command, name in ((train_command, "augment"), (augment_command, "names")):
+        assert next(p for p in command.params if p.name == name).default == DEFAULT_AUGMENT
+
+
+def test_scale_zooms_about_the_centre() -> None:
+    """A centred square keeps its centre and changes its size by the drawn factor, within range."""
+    pixels = np.zeros((32, 33, 33, 1), np.float32)
+    pixels[:, 12:21, 12:21] = 255.0  # 9 px wide, centred
+    out = _augment(pixels, AugmentConfig(scale=True, scale_range=0.3), (3, 4))
+    widths = []
+    for image in out[..., 0]:
+        cols = np.flatnonzero(image[16] > 127.5)
+        assert abs((cols[0] + cols[-1]) / 2 - 16) <= 0.5
+        widths.append(len(cols))
+    assert min(widths) >= 6 and max(widths) <= 12 and len(set(widths)) >= 3
 
 
 @pytest.mark.parametrize("name", list(AUGMENTATIONS))

@@ -241,6 +241,10 @@ ARGUMENTS = {
     "train no data": (["train", "lenet5", "--out", "{work}/out"], "--data"),
     "train unknown augmentation": (["train", "lenet5", "--data", "{labels}", "--out", "{work}/out",
                                     "--augment", "blur"], "blur"),
+    "train --epochs not a number": (["train", "lenet5", "--data", "{labels}", "--out", "{work}/out",
+                                     "--epochs", "lots"], "--epochs got 'lots'; expected auto or an integer >= 1"),
+    "train --epochs 0": (["train", "lenet5", "--data", "{labels}", "--out", "{work}/out", "--epochs", "0"],
+                         "--epochs got '0'"),
     "train over a finished run": (["train", "lenet5", "--data", "{labels}", "--out", "{run}"], "{run}"),
     "train --out is a file": (["train", "lenet5", "--data", "{labels}", "--out", "{tflite}"], "{tflite}"),
     "evaluate --out is a file": (["evaluate", "{run}", "--data", "{labels}", "--out", "{tflite}"], "{tflite}"),
@@ -396,3 +400,15 @@ def test_real_process_prints_one_line(corpus, tmp_path, kind):
     (line,) = p.stderr.strip().splitlines()
     assert line.startswith("edgekit: error: ") and name in line
     assert list(tmp_path.iterdir()) == []
+
+
+def test_auto_epochs_without_validation_says_what_it_does_instead(corpus, tmp_path):
+    """``--epochs auto --val-fraction 0`` on data with no val split: not an error, one line that
+    says the run trains every epoch with no early stopping."""
+    result = edgekit("train", "lenet5", "--data", corpus.labels, "--out", tmp_path / "run", "--val-fraction", 0,
+                     "--batch-size", 8, "--augment", "none", "--json")
+    _ok(result)
+    lines = [line for line in result.stderr.splitlines() if "no validation images" in line]
+    assert len(lines) == 1 and "no early stopping" in lines[0] and "Traceback" not in result.stderr, result.stderr
+    meta = json.loads(result.stdout)
+    assert len(meta["history"]["loss"]) == meta["epochs"]["epochs"] and meta["epochs"]["patience"] is None

@@ -11,6 +11,7 @@ through three kills and one export through one; ``-m slow`` sweeps random points
 from __future__ import annotations
 
 import csv
+import json
 import os
 import random
 import signal
@@ -32,6 +33,9 @@ SAMPLE = REPO / "calibration" / "fashion-mnist"
 EPOCHS = 6
 TRAIN = ["train", "lenet5", "--data", str(SAMPLE), "--epochs", str(EPOCHS), "--batch-size", "16",
          "--limit", "64"]
+# --epochs auto (the default): 100 planned, early stopping with patience 3 ends it after ~10.
+TRAIN_AUTO = ["train", "lenet5", "--data", str(SAMPLE), "--batch-size", "16", "--limit", "64",
+              "--early-stopping", "3", "--lr", "0.01"]
 EXPORT = ["--format", "tflite,onnx", "--quantize", "fp32,int8", "--num-validation", "20",
           "--num-calibration", "20"]
 POLL_S = 0.005
@@ -145,10 +149,11 @@ class Chain:
     log: Path
     rng: random.Random
     kills: list[str] = field(default_factory=list)
+    args: list[str] = field(default_factory=lambda: TRAIN)
 
     def step(self, resume: bool, point: str | None) -> None:
         before = _state_epoch(self.run)
-        proc = _start([*TRAIN, "--out", str(self.run), *(["--resume"] if resume else [])], self.log)
+        proc = _start([*self.args, "--out", str(self.run), *(["--resume"] if resume else [])], self.log)
         if point is None:
             return finish(proc, self.log)
         condition = self._condition(point, before)
@@ -189,12 +194,12 @@ def _weights(path: Path) -> list[np.ndarray]:
     return load_keras_model(path).get_weights()
 
 
-def _check_finished_run(run: Path, reference: dict, reference_dir: Path) -> None:
+def _check_finished_run(run: Path, reference: dict, reference_dir: Path, epochs: int = EPOCHS) -> None:
     from edgekit.models.safe_load import load_keras_model
 
     names = sorted(p.name for p in run.iterdir())
     assert names == ["curve.png", "edgekit.json", "history.csv", "model.keras", "tensorboard"], names
-    assert _history_epochs(run) == list(range(EPOCHS))  # each epoch once, in order
+    assert _history_epochs(run) == list(range(epochs))  # each epoch once, in order
     with open(run / "history.csv", newline="") as f:
         losses = [float(row["loss"]) for row in csv.DictReader(f)]
     np.testing.assert_allclose(losses, reference["history"]["loss"], rtol=1e-5)
@@ -230,6 +235,28 @@ def test_killed_training_resumes_to_the_uninterrupted_result(trained):
     log = chain.log.read_text()
     assert "removed 1 temporary file(s) left by the interrupted run, e.g. .epoch-" in log  # mid-checkpoint
     assert "already holds the final files of all 6 epochs" in log  # the last kill's resume
+
+
+def test_killed_auto_training_resumes_to_the_uninterrupted_result(tmp_path):
+    """--epochs auto, killed at a seeded random point after a few epochs, while writing the
+    final files and after edgekit.json: the resumed run stops at the same epoch and writes the
+    same best weights as an uninterrupted run."""
+    chain = Chain(tmp_path / "run", tmp_path / "train.log", random.Random(11), args=TRAIN_AUTO)
+    chain.step(resume=False, point="random")
+    chain.step(resume=True, point="final files")
+    chain.step(resume=True, point="after edgekit.json")
+    chain.step(resume=True, point=None)
+    print("kill points:", *chain.kills, sep="\n  ")
+    assert len(chain.kills) == 3 and "finished" not in "".join(chain.kills), chain.kills
+    reference = _reference(chain.run, tmp_path / "reference")
+    stop = reference["epochs"]["early_stopping"]
+    assert reference["epochs"]["requested"] == "auto" and stop["stopped_at"] < reference["epochs"]["epochs"]
+    _check_finished_run(chain.run, reference, tmp_path / "reference", epochs=stop["stopped_at"])
+    meta = json.loads((chain.run / "edgekit.json").read_text())
+    assert meta["epochs"]["early_stopping"] == stop
+    log = chain.log.read_text()
+    assert f"stopped early after epoch {stop['stopped_at']}" in log
+    assert f"already holds the final files of all {stop['stopped_at']} epochs" in log
 
 
 def test_trim_history_drops_rows_of_epochs_trained_again(tmp_path):

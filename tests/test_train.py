@@ -20,7 +20,7 @@ from edgekit.train import runstate
 from edgekit.train.evaluate import evaluate
 
 from conftest import REPO
-from run_helpers import assert_same_weights, interrupt_after_first_epoch
+from run_helpers import assert_same_weights, interrupt_after_epoch, interrupt_after_first_epoch
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +66,104 @@ def test_resume_equals_uninterrupted(sample_npz, tmp_path, monkeypatch):
     assert_same_weights(tmp_path / "full", tmp_path / "cut")
 
 
+# --epochs auto: 64 images at batch 16 plan MAX_EPOCHS; early stopping watches from epoch 51,
+# patience 3 stops the run a few epochs later.
+AUTO_RUN = dict(epochs="auto", limit=64, batch_size=16, early_stopping=3, augment="crop,scale", lr=1e-2)
+
+
+def _val_loss(run, data):
+    """The validation loss of RUN's final model, measured as training measured it."""
+    from edgekit.runtime.spec import PreprocessSpec
+    from edgekit.train.dataset import EpochData
+
+    meta = json.loads((run / "edgekit.json").read_text())
+    model = keras.models.load_model(run / "model.keras", compile=False)
+    val = EpochData(load_split(data, "val", val_fraction=0.1, seed=0),
+                    PreprocessSpec.from_dict(meta["preprocess"]), 32).once()
+    losses = [keras.losses.sparse_categorical_crossentropy(np.asarray(y), model(x, training=False)).numpy()
+              for x, y in val]
+    return float(np.concatenate(losses).mean())
+
+
+@pytest.fixture(scope="module")
+def auto_run(sample_npz, tmp_path_factory):
+    run = tmp_path_factory.mktemp("auto") / "run"
+    return run, train(_cfg(sample_npz, run, **AUTO_RUN))
+
+
+def test_auto_epochs_stop_early_and_restore_the_best_weights(sample_npz, auto_run):
+    run, meta = auto_run
+    record, losses = meta["epochs"], meta["history"]["val_loss"]
+    stop = record["early_stopping"]
+    assert record["requested"] == "auto" and record["epochs"] == 100 and record["patience"] == 3
+    assert "capped at 100" in record["reason"]
+    assert stop["stopped_at"] == len(losses) < 100  # stopped early ...
+    watched = record["watch_from"]
+    assert watched == 50 and np.argmin(losses) < watched  # (an earlier, unwatched epoch was lower)
+    smoothed = [losses[0]]
+    for loss in losses[1:]:  # each epoch's loss averaged with the smoothed value before it
+        smoothed.append(0.5 * smoothed[-1] + 0.5 * loss)
+    best = watched + int(np.argmin(smoothed[watched:]))
+    assert stop["best_epoch"] == best + 1 == len(losses) - 3  # ... 3 epochs after the best watched one
+    assert stop["best"] == pytest.approx(smoothed[best], rel=1e-9)
+    # The model written is the best epoch's (precise BN statistics included), not the last one.
+    assert _val_loss(run, sample_npz) == pytest.approx(losses[best], rel=1e-4)
+    assert abs(losses[-1] - losses[best]) > 1e-3
+    assert json.loads((run / "edgekit.json").read_text())["epochs"] == record
+
+
+def test_auto_resume_after_kill_equals_uninterrupted(sample_npz, tmp_path, monkeypatch, auto_run):
+    """Killed after the best epoch, while early stopping is counting: the resumed run restores
+    the same best weights and stops at the same epoch."""
+    full, reference = auto_run
+    kill_at = reference["epochs"]["early_stopping"]["best_epoch"] + 1
+    interrupt_after_epoch(monkeypatch, lambda: train(_cfg(sample_npz, tmp_path / "cut", **AUTO_RUN)), kill_at)
+    state = runstate.read_state(tmp_path / "cut")
+    assert state["epoch"] == kill_at and state["early_stopping"]["wait"] == 1
+    assert (tmp_path / "cut" / "checkpoints" / state["early_stopping"]["file"]).is_file()
+    meta = train(_cfg(sample_npz, tmp_path / "cut", resume=True, **AUTO_RUN))
+    assert meta["epochs"] == reference["epochs"]
+    assert meta["epochs_run_this_invocation"] == len(reference["history"]["loss"]) - kill_at
+    np.testing.assert_allclose(meta["history"]["val_loss"], reference["history"]["val_loss"][kill_at:], rtol=1e-5)
+    assert_same_weights(full, tmp_path / "cut")
+    assert not (tmp_path / "cut" / "checkpoints").exists()
+
+
+def test_auto_resume_after_the_stop_epoch_writes_the_best_weights(sample_npz, tmp_path, monkeypatch, auto_run):
+    """Killed after the checkpoint of the epoch that stopped the run (its weights are the last
+    ones, not the best): --resume trains nothing and writes the best weights."""
+    full, reference = auto_run
+    stop = reference["epochs"]["early_stopping"]["stopped_at"]
+    interrupt_after_epoch(monkeypatch, lambda: train(_cfg(sample_npz, tmp_path / "cut", **AUTO_RUN)), stop)
+    assert runstate.read_state(tmp_path / "cut")["early_stopping"]["stopped_at"] == stop
+    meta = train(_cfg(sample_npz, tmp_path / "cut", resume=True, **AUTO_RUN))
+    assert meta["epochs_run_this_invocation"] == 0
+    assert_same_weights(full, tmp_path / "cut")
+
+
+def test_auto_stop_then_fine_tune_starts_where_training_stopped(sample_npz, tmp_path, auto_run):
+    _, reference = auto_run
+    stop = reference["epochs"]["early_stopping"]["stopped_at"]
+    meta = train(_cfg(sample_npz, tmp_path / "run", fine_tune_epochs=2, **AUTO_RUN))
+    assert meta["epochs"]["early_stopping"]["stopped_at"] == stop
+    assert len(meta["history"]["loss"]) == stop + 2
+    np.testing.assert_allclose(meta["history"]["loss"][:stop], reference["history"]["loss"], rtol=1e-5)
+
+
+def test_auto_without_validation_runs_every_epoch(sample_npz, tmp_path, capsys):
+    meta = train(_cfg(sample_npz, tmp_path / "run", epochs="auto", limit=32, batch_size=32, val_fraction=0))
+    assert meta["epochs"]["patience"] is None and meta["epochs"]["early_stopping"] is None
+    assert len(meta["history"]["loss"]) == meta["epochs"]["epochs"] == 100
+    lines = [line for line in capsys.readouterr().err.splitlines() if "no validation images" in line]
+    assert len(lines) == 1 and "no early stopping" in lines[0]
+
+
+def test_explicit_epochs_are_obeyed_exactly(sample_npz, tmp_path):
+    meta = train(_cfg(sample_npz, tmp_path / "run", epochs=3))
+    assert len(meta["history"]["loss"]) == 3 and meta["epochs"]["patience"] is None
+    assert meta["epochs"]["reason"] == "--epochs 3 as given"
+
+
 def test_resume_without_checkpoint_is_an_error(sample_npz, tmp_path):
     with pytest.raises(ValueError, match="no checkpoint"):
         train(_cfg(sample_npz, tmp_path / "none", resume=True))
@@ -98,12 +196,21 @@ def test_freeze_first_k_then_fine_tune_unfreezes(sample_npz, tmp_path):
 
 
 def test_bad_config_values_name_the_value():
-    with pytest.raises(ValueError, match="--epochs got 0"):
+    with pytest.raises(ValueError, match="--epochs got 0; expected auto or an integer >= 1"):
         TrainConfig("lenet5", "d", "o", epochs=0)
     with pytest.raises(ValueError, match="--freeze got 'x'"):
         FreezeSpec.parse("x")
     with pytest.raises(ValueError, match="--strategy got 'tpu'"):
         TrainConfig("lenet5", "d", "o", strategy="tpu")
+    with pytest.raises(ValueError, match="--dropout got 1.0; expected a value in"):
+        TrainConfig("lenet5", "d", "o", dropout=1.0)
+
+
+def test_dropout_sets_the_rate_before_the_classifier(sample_npz, tmp_path):
+    train(_cfg(sample_npz, tmp_path / "run", epochs=1, limit=32, dropout=0.3))
+    model = keras.models.load_model(tmp_path / "run" / "model.keras", compile=False)
+    rates = [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+    assert rates and set(rates) == {0.3}
 
 
 def test_evaluate_tta_and_ensemble(sample_npz, tmp_path):
@@ -326,3 +433,48 @@ def test_curve_png_without_validation_columns(tmp_path):
     csv_path.write_text("epoch,accuracy,loss,val_accuracy,val_loss\n0,0.5,1.2,NA,NA\n1,0.7,0.8,NA,NA\n")
     plot_curves(csv_path, tmp_path / "curve.png")
     assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_precise_bn_compiled_forward_equals_eager():
+    """The tf.function that PreciseBNValidation uses keeps momentum 0 although it is called
+    again after training (momentum 0.99) moved the statistics: each epoch's statistics are
+    those of its calibration batches alone, as the eager call computes them."""
+    from edgekit.train.precise_bn import PreciseBNValidation, batchnorm_layers, recompute_batchnorm
+
+    def net():
+        keras.utils.set_random_seed(0)
+        return keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3),
+                                 keras.layers.BatchNormalization(momentum=0.99), keras.layers.ReLU(),
+                                 keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])
+
+    eager, compiled = net(), net()
+    callback = PreciseBNValidation([])
+    callback.set_model(compiled)
+    for epoch, (mean, n) in enumerate([(3.0, 16), (-1.0, 5)]):  # a new batch size retraces
+        batches = [np.random.default_rng(i).normal(mean, 2.0, (n, 8, 8, 1)).astype("float32") for i in range(3)]
+        for model in (eager, compiled):  # what training does between two epochs' precise BN
+            model(batches[0] * 5.0, training=True)
+        recompute_batchnorm(eager, batches)
+        callback.calib = [(b, None) for b in batches]
+        callback.on_epoch_end(epoch)
+        a, b = batchnorm_layers(eager)[0], batchnorm_layers(compiled)[0]
+        np.testing.assert_allclose(b.moving_mean.numpy(), a.moving_mean.numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(b.moving_variance.numpy(), a.moving_variance.numpy(), rtol=1e-5, atol=1e-6)
+        assert b.momentum == 0.99
+    assert callback._forward is not None
+
+
+def test_cli_says_what_auto_chose_and_which_weights_it_kept(tmp_path):
+    from click.testing import CliRunner
+
+    from edgekit.cli.main import main
+
+    result = CliRunner().invoke(main, ["train", "lenet5", "--data", str(REPO / "calibration" / "fashion-mnist"),
+                                       "--out", str(tmp_path / "run"), "--limit", "64", "--batch-size", "16",
+                                       "--early-stopping", "3", "--lr", "0.01"])
+    assert result.exit_code == 0, result.stderr
+    assert "edgekit train: epochs: 100 (64 images at batch 16 = 4 steps per epoch; 1575 epochs reach" in result.stderr
+    assert "early stopping on the smoothed val_loss from epoch 51 with patience 3, best weights restored)" in result.stderr
+    meta = json.loads((tmp_path / "run" / "edgekit.json").read_text())
+    best = meta["epochs"]["early_stopping"]["best_epoch"]
+    assert f"kept the weights of epoch {best} (smoothed validation loss" in result.stdout

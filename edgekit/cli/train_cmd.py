@@ -7,6 +7,10 @@ import click
 from .common import (emit_json, native_stderr_silenced, quiet_missing_glyphs, quiet_tensorflow, run_checked,
                      run_options, stdout_to_stderr)
 
+# edgekit.data.augment.DEFAULT_AUGMENT, repeated so that `edgekit --help` does not import
+# TensorFlow; tests/test_augment.py keeps the two equal.
+DEFAULT_AUGMENT = "crop,scale"
+
 
 @click.command("train")
 @click.argument("arch")
@@ -17,19 +21,24 @@ from .common import (emit_json, native_stderr_silenced, quiet_missing_glyphs, qu
 @click.option("--channels", type=click.Choice(["1", "3"]), default=None,
               help="Model input channels (default: 1 for grayscale IDX/npz data, else 3).")
 @click.option("--alpha", type=float, default=None, help="Width multiplier (MobileNet).")
-@click.option("--epochs", type=click.IntRange(1), default=15, show_default=True)
+@click.option("--epochs", default="auto", show_default=True,
+              help="An epoch count, or auto: from the number of images (about 6,300 optimizer steps, "
+                   "10 to 100 epochs), stopping early on the validation loss with the best weights restored.")
 @click.option("--batch-size", type=click.IntRange(1), default=128, show_default=True)
 @click.option("--lr", default="3e-3", show_default=True, metavar="RATE|auto",
               help="Peak learning rate (cosine decay), or auto: picked by a learning-rate range test "
                    "(lr_find.png in the run folder).")
 @click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
               help="Label smoothing of the cross-entropy (0: off).")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="Dropout rate before the classifier (default: the architecture's own).")
 @click.option("--weight-decay", type=click.FloatRange(0), default=0.05, show_default=True,
               help="AdamW decoupled weight decay.")
 @click.option("--warmup-epochs", type=click.FloatRange(0), default=0.0, show_default=True,
               help="Linear learning-rate warm-up before the cosine decay.")
-@click.option("--augment", default="flip", show_default=True,
-              help="Comma list of flip, crop, rotate, shear, color, pca; or none.")
+@click.option("--augment", default=DEFAULT_AUGMENT, show_default=True,
+              help="Comma list of flip, crop, scale, rotate, shear, color, pca; or none. "
+                   "Flips mirror images: ask for them only where a mirror image is the same class.")
 @click.option("--weights", default=None,
               help="Pretrained: imagenet (keras.applications' weights, downloaded, checked, cached), "
                    "an edgekit run dir, .keras, or keras.applications .h5.")
@@ -40,18 +49,24 @@ from .common import (emit_json, native_stderr_silenced, quiet_missing_glyphs, qu
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default="train", show_default=True)
 @click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
               help="Seeded validation hold-out when the data has no val split (0: none).")
-@click.option("--early-stopping", type=click.IntRange(0), default=0, help="Patience in epochs (0: off).")
+@click.option("--early-stopping", type=click.IntRange(0), default=0,
+              help="Stop when the validation loss has not improved for this many epochs and restore the best "
+                   "weights (0: off with --epochs N; with --epochs auto, a fifth of the epochs).")
 @run_options(("default", "mirrored", "multiworker"), "Continue the interrupted run in --out from its last checkpoint.")
-def train_command(arch, data, out, input_size, channels, alpha, epochs, batch_size, lr, label_smoothing, weight_decay, warmup_epochs, augment,
+def train_command(arch, data, out, input_size, channels, alpha, epochs, batch_size, lr, label_smoothing, dropout,
+                  weight_decay, warmup_epochs, augment,
                   weights, freeze, fine_tune_epochs, mixed_precision, split,
                   val_fraction, early_stopping, strategy, resume, limit, seed, as_json):
     """Train ARCH (a zoo name) on labelled images; write the run to --out."""
     quiet_tensorflow()
     with stdout_to_stderr(as_json):
-        from ..train import FreezeSpec, TrainConfig, parse_lr, train
+        from ..train import FreezeSpec, TrainConfig, parse_epochs, parse_lr, train
+        epochs = run_checked(parse_epochs, epochs)
         cfg = run_checked(TrainConfig, arch=arch, data=data, out=out, input_size=input_size,
                           channels=None if channels is None else int(channels), alpha=alpha,
-                          epochs=epochs, batch_size=batch_size, lr=run_checked(parse_lr, lr), label_smoothing=label_smoothing, warmup_epochs=warmup_epochs, weight_decay=weight_decay,
+                          epochs=epochs, batch_size=batch_size, lr=run_checked(parse_lr, lr),
+                          label_smoothing=label_smoothing, dropout=dropout, warmup_epochs=warmup_epochs,
+                          weight_decay=weight_decay,
                           augment=augment,
                           weights=weights, freeze=run_checked(FreezeSpec.parse, freeze),
                           fine_tune_epochs=fine_tune_epochs, mixed_precision=mixed_precision,
@@ -62,16 +77,20 @@ def train_command(arch, data, out, input_size, channels, alpha, epochs, batch_si
         emit_json(meta)
         return
     final = meta["final"]
+    stop = meta["epochs"]["early_stopping"] or {}
+    kept = (f"; kept the weights of epoch {stop['best_epoch']} (smoothed validation loss {stop['best']:.4f})"
+            if stop.get("best_epoch") else "")
     click.echo(f"trained {arch} on {meta['data']['images']} images in {meta['wall_seconds_this_invocation']} s "
-               f"({meta['images_per_second_median'] or 0:.0f} images/s); final accuracy "
+               f"({meta['images_per_second_median'] or 0:.0f} images/s); last epoch's accuracy "
                f"{final.get('accuracy', float('nan')):.4f}, validation "
-               f"{final.get('val_accuracy', float('nan')):.4f}; wrote {out}/model.keras")
+               f"{final.get('val_accuracy', float('nan')):.4f}{kept}; wrote {out}/model.keras")
 
 
 @click.command("augment")
 @click.option("--data", required=True, help="Image folder, IDX folder or .npz file.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
-@click.option("--augment", "names", default="flip,crop,rotate,shear,color,pca", show_default=True)
+@click.option("--augment", "names", default=DEFAULT_AUGMENT, show_default=True,
+              help="What to show: the training default unless told, e.g. flip,crop,scale,rotate,shear,color,pca.")
 @click.option("--input-size", type=click.IntRange(1), default=64, show_default=True)
 @click.option("--channels", type=click.Choice(["1", "3"]), default="3", show_default=True)
 @click.option("--n", type=click.IntRange(1, 256), default=16, show_default=True)

@@ -27,7 +27,7 @@ from edgekit.data.sources import (
 
 # name -> submodule of the parts that import TensorFlow, loaded when a name is first asked for.
 _LAZY = {
-    "AUGMENTATIONS": "augment", "AugmentConfig": "augment", "ColourPCA": "augment",
+    "AUGMENTATIONS": "augment", "AugmentConfig": "augment", "ColourPCA": "augment", "DEFAULT_AUGMENT": "augment",
     "augment_pixels_tf": "augment", "parse_augment": "augment",
     "ArrayCalibration": "calibration", "CalibrationData": "calibration", "ImageCalibration": "calibration",
     "calibration_batches": "calibration",
@@ -38,7 +38,8 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports them
-    from edgekit.data.augment import AUGMENTATIONS, AugmentConfig, ColourPCA, augment_pixels_tf, parse_augment
+    from edgekit.data.augment import (AUGMENTATIONS, DEFAULT_AUGMENT, AugmentConfig, ColourPCA, augment_pixels_tf,
+                                      parse_augment)
     from edgekit.data.calibration import ArrayCalibration, CalibrationData, ImageCalibration, calibration_batches
     from edgekit.data.grid import augment_grid
     from edgekit.data.pipeline import fit_colour_pca, make_dataset, pixel_dataset
@@ -59,7 +60,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "AUGMENTATIONS", "ArrayCalibration", "AugmentConfig", "CalibrationData", "ColourPCA", "DataError",
+    "AUGMENTATIONS", "ArrayCalibration", "AugmentConfig", "CalibrationData", "ColourPCA", "DEFAULT_AUGMENT", "DataError",
     "FASHION_MNIST_CLASSES", "GRAY_WEIGHTS", "IMAGE_EXTENSIONS", "ImageCalibration", "LabeledImages",
     "SPLITS", "augment_grid", "augment_pixels_tf", "calibration_batches", "check_image_file", "decode_image_tf",
     "fit_colour_pca", "load_split", "make_dataset", "normalize_tf", "parse_augment", "parse_idx", "pixel_dataset",

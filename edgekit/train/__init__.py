@@ -5,6 +5,8 @@ several devices or machines.
 """
 
 from .config import Auto, Freeze, FreezeSpec, TrainConfig, parse_lr
+from .epochs import AUTO, auto_epochs, parse_epochs, plan_epochs
 from .run import train
 
-__all__ = ["Auto", "Freeze", "FreezeSpec", "TrainConfig", "parse_lr", "train"]
+__all__ = ["AUTO", "Auto", "Freeze", "FreezeSpec", "TrainConfig", "auto_epochs", "parse_epochs", "parse_lr",
+           "plan_epochs", "train"]

@@ -6,6 +6,10 @@ import math
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 
+from edgekit.data.augment import DEFAULT_AUGMENT
+
+from .epochs import AUTO
+
 STRATEGIES = ("default", "mirrored", "multiworker")
 DEFAULT_LR = 3e-3
 IMAGENET = "imagenet"  # --weights imagenet: keras.applications' weights (pretrained.py)
@@ -68,13 +72,14 @@ class TrainConfig:
     input_size: int | None = None
     channels: int | None = None  # None: 1 for grayscale in-memory data, else 3
     alpha: float | None = None
-    epochs: int = 15
+    epochs: int | str = AUTO  # AUTO: from the number of images, with early stopping (epochs.py)
     batch_size: int = 128
     lr: float | Auto = DEFAULT_LR  # Auto.AUTO: picked by a learning-rate range test (lr_find.py)
     weight_decay: float = 0.05  # AdamW's decoupled decay (x lr per step); 1e-4 left it overfitting
     label_smoothing: float = 0.0
+    dropout: float | None = None  # rate before the classifier; None: the architecture's own
     warmup_epochs: float = 0.0  # linear warm-up before the cosine decay (capped at a third of the run)
-    augment: str = "flip"
+    augment: str = DEFAULT_AUGMENT
     weights: str | None = None
     freeze: FreezeSpec = field(default_factory=FreezeSpec)
     fine_tune_epochs: int = 0
@@ -86,13 +91,15 @@ class TrainConfig:
     val_fraction: float = 0.1
     split: str = "train"
     bn_momentum: float = 0.99
-    early_stopping: int = 0  # patience in epochs (0: off)
+    early_stopping: int = 0  # patience in epochs on the validation loss (0: off, or auto's own with --epochs auto)
     limit: int | None = None  # use only the first N training images (quick runs)
     tensorboard: bool = True
 
     def __post_init__(self) -> None:
         checks = [
-            (self.epochs >= 1, "epochs", self.epochs, "an integer >= 1"),
+            (self.epochs == AUTO or (type(self.epochs) is int and self.epochs >= 1), "epochs", self.epochs,
+             f"{AUTO} or an integer >= 1"),
+            (self.early_stopping >= 0, "early-stopping", self.early_stopping, "an integer >= 0"),
             (self.batch_size >= 1, "batch-size", self.batch_size, "an integer >= 1"),
             (self.lr_auto or (math.isfinite(self.lr) and self.lr > 0), "lr", self.lr, "a number > 0 or auto"),
             (self.fine_tune_epochs >= 0, "fine-tune-epochs", self.fine_tune_epochs, "an integer >= 0"),
@@ -104,6 +111,7 @@ class TrainConfig:
             (math.isfinite(self.warmup_epochs) and self.warmup_epochs >= 0, "warmup-epochs", self.warmup_epochs,
              "a number >= 0"),
             (0.0 <= self.label_smoothing < 1.0, "label-smoothing", self.label_smoothing, "a value in [0, 1)"),
+            (self.dropout is None or 0.0 <= self.dropout < 1.0, "dropout", self.dropout, "a value in [0, 1)"),
         ]
         for ok, name, value, expected in checks:
             if not ok:

@@ -7,12 +7,17 @@ Defaults are chosen for training from scratch on small images (Fashion-MNIST at 
   chance on test data while its training accuracy (batch statistics) looks fine;
 - inputs normalised to the network's range ([-1, 1] for MobileNet) by the preprocessing
   spec that also travels with exported files;
-- AdamW at a peak learning rate of 3e-3 with cosine decay, mirroring only. Measured on the
-  15-epoch Fashion-MNIST recipe (2-core CPU): lr 2e-3 with flip + padded crop underfit
-  (training accuracy 88.2%, test 88.76%); lr 3e-3 with flip only reached 90.75% on the official
-  test set, 90.89% on all 60,000 training images (``--val-fraction 0``), and with AdamW
-  weight decay 0.05 instead of 1e-4 91.07%. Label smoothing 0.1 (``--label-smoothing``)
-  and a one-epoch warm-up (``--warmup-epochs``) did not help there and are off by default.
+- AdamW at a peak learning rate of 3e-3 with cosine decay. Measured on the 15-epoch
+  Fashion-MNIST recipe (2-core CPU): lr 2e-3 with flip + padded crop underfit (training
+  accuracy 88.2%, test 88.76%); lr 3e-3 with flip only reached 90.75% on the official test
+  set, 90.89% on all 60,000 training images (``--val-fraction 0``), and with AdamW weight decay
+  0.05 instead of 1e-4 91.07%. Label smoothing 0.1 (``--label-smoothing``) and a one-epoch
+  warm-up (``--warmup-epochs``) did not help there and are off by default;
+- ``--epochs auto``: as many epochs as give the images about that recipe's optimizer steps,
+  early stopping on the validation loss, best weights restored (epochs.py); augmentation
+  crop + scale, which is safe where a mirror image is another class (issue 14: on small
+  datasets the 15-epoch mirroring recipe lost to LeNet-5 by 20 points;
+  benchmarks/results/small_data.md).
 Determinism: seeds, op determinism and epoch-addressed data make ``--resume`` equal an
 uninterrupted run.
 """
@@ -41,6 +46,7 @@ from edgekit.runtime.spec import PreprocessSpec
 from . import lr_find, pretrained
 from .config import DEFAULT_LR, TrainConfig, is_imagenet
 from .dataset import EpochData, images_are_grayscale
+from .epochs import BestWeights, EpochPlan, plan_epochs, restore_best
 from .losses import SmoothedSparseCrossentropy
 from .precise_bn import PreciseBNValidation
 from .report import plot_curves
@@ -88,7 +94,7 @@ def _spec(cfg: TrainConfig, train: LabeledImages, base: dict | None) -> Preproce
 def _build(cfg: TrainConfig, spec: PreprocessSpec, num_classes: int) -> tuple[keras.Model, dict]:
     info: dict = {}
     model = create_model(cfg.arch, (*spec.size, spec.channels), num_classes,
-                         bn_momentum=cfg.bn_momentum,
+                         bn_momentum=cfg.bn_momentum, dropout=cfg.dropout,
                          **({"alpha": cfg.alpha} if cfg.alpha is not None else {}))
     if is_imagenet(cfg.weights):
         info = pretrained.load_imagenet(model, cfg.arch, cfg.alpha, spec.size[0], log)
@@ -137,7 +143,7 @@ class _Throughput(keras.callbacks.Callback):
 
 
 def _callbacks(cfg: TrainConfig, run_dir: Path, work_dir: Path, phase: str, n_images: int, chief: bool,
-               has_val: bool, precise_bn=None) -> list:
+               precise_bn=None, best: BestWeights | None = None, extra_state: dict | None = None) -> list:
     cbs: list = [_Throughput(n_images)]
     if precise_bn is not None:  # before the logger, early stopping and the checkpoint
         cbs.append(precise_bn)
@@ -146,11 +152,11 @@ def _callbacks(cfg: TrainConfig, run_dir: Path, work_dir: Path, phase: str, n_im
         if cfg.tensorboard:
             cbs.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False,
                                                    profile_batch=0))
+    if best is not None:  # before the checkpoint, which records its state
+        cbs.append(best)
     # Every worker saves (saving may read variables collectively); only the chief's copy counts.
-    cbs.append(EpochCheckpoint(work_dir, phase, {"config": cfg.to_dict()}))
-    if cfg.early_stopping and has_val:
-        cbs.append(keras.callbacks.EarlyStopping("val_accuracy", patience=cfg.early_stopping,
-                                                 restore_best_weights=True))
+    cbs.append(EpochCheckpoint(work_dir, phase, {"config": cfg.to_dict(), **(extra_state or {})},
+                               {"early_stopping": best.state} if best is not None else None))
     return cbs
 
 
@@ -220,7 +226,10 @@ def train(cfg: TrainConfig) -> dict:
                          cfg.channels)
     _check_can_make(Path(cfg.out))
     run_dir, state = _prepare_run_dir(cfg, chief)
-    if state is not None and state["epoch"] == _phases(cfg)[-1][2] and is_run_dir(run_dir):
+    if state is not None and "planned_epochs" not in state:
+        raise ValueError(f"--resume: {run_dir}'s checkpoint was written by an older edgekit (no planned_epochs); "
+                         "train again with a new --out")
+    if state is not None and state["epoch"] == _phases_of(state, cfg)[-1][2] and is_run_dir(run_dir):
         # Killed after writing model.keras and edgekit.json, before curve.png or the clean-up.
         log(f"{run_dir} already holds the final files of all {state['epoch']} epochs; removing its checkpoints")
         if chief:
@@ -241,6 +250,11 @@ def train(cfg: TrainConfig) -> dict:
     log(f"{len(train_data)} training images, {0 if val_data is None else len(val_data)} validation, "
         f"{len(train_data.class_names)} classes; input {spec.size[0]}x{spec.size[1]}x{spec.channels}; "
         f"{strategy.num_replicas_in_sync} replica(s) ({cfg.strategy}); augment: {','.join(augment.enabled) or 'none'}")
+    plan = plan_epochs(cfg.epochs, cfg.early_stopping, len(train_data), cfg.batch_size, val_data is not None)
+    if state is not None and state["planned_epochs"] != plan.epochs:
+        raise ValueError(f"--resume: the checkpoint planned {state['planned_epochs']} epochs, this data and "
+                         f"config give {plan.epochs}; resume with the data and options of the interrupted run")
+    log(f"epochs: {plan.epochs} ({plan.reason})")
     feed = EpochData(train_data, spec, cfg.batch_size, augment, pca, cfg.seed)
     val_ds = EpochData(val_data, spec, cfg.batch_size).once() if val_data is not None else None
     # Precise BN (see precise_bn.py) from the first PRECISE_BN_IMAGES training images,
@@ -255,8 +269,8 @@ def train(cfg: TrainConfig) -> dict:
     try:
         with strategy.scope():
             cfg, lr_record = _auto_lr(cfg, strategy, run_dir, state, spec, train_data, feed) if cfg.lr_auto else (cfg, None)
-            model, history, transfer_info = _run_phases(cfg, strategy, run_dir, work_dir, state, spec,
-                                                        train_data, feed, precise_bn, val_ds is not None)
+            model, history, transfer_info, stopping = _run_phases(cfg, plan, strategy, run_dir, work_dir, state,
+                                                                  spec, train_data, feed, precise_bn)
     finally:
         if not chief:
             shutil.rmtree(work_dir, ignore_errors=True)
@@ -264,6 +278,7 @@ def train(cfg: TrainConfig) -> dict:
     meta = _metadata(cfg, model, spec, train_data, val_data, history, wall, transfer_info, strategy)
     if lr_record is not None:
         meta["lr_find"] = lr_record
+    meta["epochs"] = {**plan.to_dict(), "early_stopping": stopping}
     if chief:
         atomic_save_model(model, run_dir / "model.keras")
         atomic_write_text(run_dir / "edgekit.json", json.dumps(meta, indent=2))
@@ -295,25 +310,47 @@ def _auto_lr(cfg: TrainConfig, strategy, run_dir: Path, state: dict | None, spec
     return replace(cfg, lr=float(rec["lr"])), rec
 
 
-def _phases(cfg: TrainConfig) -> list[tuple[str, int, int]]:
-    """(phase, first epoch, last epoch + 1) of each phase, in order."""
-    phases = [("train", 0, cfg.epochs)]
-    if cfg.fine_tune_epochs:
-        phases.append(("fine-tune", cfg.epochs, cfg.epochs + cfg.fine_tune_epochs))
+def _phases(planned: int, fine_tune_epochs: int, stopped_at: int | None) -> list[tuple[str, int, int]]:
+    """(phase, first epoch, last epoch + 1) of each phase, in order; a training phase that
+    stopped early at epoch ``stopped_at`` ends there and the fine-tune phase follows it."""
+    end = stopped_at or planned
+    phases = [("train", 0, end)]
+    if fine_tune_epochs:
+        phases.append(("fine-tune", end, end + fine_tune_epochs))
     return phases
 
 
-def _run_phases(cfg: TrainConfig, strategy, run_dir: Path, work_dir: Path, state: dict | None,
+def _phases_of(state: dict, cfg: TrainConfig) -> list[tuple[str, int, int]]:
+    return _phases(state["planned_epochs"], cfg.fine_tune_epochs, (state.get("early_stopping") or {}).get("stopped_at"))
+
+
+def _resumed_model(run_dir: Path, state: dict, train_done: bool) -> keras.Model:
+    """The checkpoint's model; once the training phase is over, with its best weights restored."""
+    model = load_checkpoint(run_dir, state)
+    if train_done and state["phase"] == "train":
+        best_epoch = restore_best(model, run_dir, state.get("early_stopping"))
+        if best_epoch is not None:
+            log(f"restored the weights of epoch {best_epoch} (lowest smoothed validation loss)")
+    return model
+
+
+def _run_phases(cfg: TrainConfig, plan: EpochPlan, strategy, run_dir: Path, work_dir: Path, state: dict | None,
                 spec: PreprocessSpec, train_data: LabeledImages, feed: EpochData, precise_bn,
-                has_val: bool) -> tuple[keras.Model, dict[str, list], dict]:
+                ) -> tuple[keras.Model, dict[str, list], dict, dict | None]:
     """Build or resume the model and ``fit`` each phase not finished yet (inside the
-    strategy's scope); return the model, the history of this invocation and transfer info."""
-    phases = _phases(cfg)
+    strategy's scope); return the model, the history of this invocation, transfer info and
+    the early-stopping record (None: off)."""
+    saved_stop = (state or {}).get("early_stopping")
+    phases = _phases(plan.epochs, cfg.fine_tune_epochs, (saved_stop or {}).get("stopped_at"))
     start = state["epoch"] if state else 0
     history: dict[str, list] = {}
     transfer_info: dict = {}
     model = None
-    for phase, first, last in phases:
+    stopping = saved_stop
+    i = 0
+    while i < len(phases):
+        phase, first, last = phases[i]
+        i += 1
         if start >= last:
             continue
         if state is not None and model is None and state["phase"] == phase and start > first:
@@ -321,26 +358,47 @@ def _run_phases(cfg: TrainConfig, strategy, run_dir: Path, work_dir: Path, state
             log(f"resuming {phase} at epoch {start + 1} of {last}")
         else:
             if state is not None and model is None:
-                model = load_checkpoint(run_dir, state)
+                model = _resumed_model(run_dir, state, train_done=True)
             elif model is None:
                 model, transfer_info = _build(cfg, spec, len(train_data.class_names))
             _enter_phase(model, cfg, phase, feed.steps * (last - first), feed.steps)
+        best = None
+        if phase == "train" and plan.patience:
+            best = BestWeights(work_dir, plan.patience, saved_stop if state and state["phase"] == "train" else None,
+                               plan.watch_from)
         begin = max(first, start)
         data = feed.epochs(begin, last)
+        extra = {"planned_epochs": plan.epochs, **({"early_stopping": stopping} if phase != "train" else {})}
         h = model.fit(shard_by_data(data) if is_multi_worker(strategy) else data,
                       epochs=last, initial_epoch=begin, steps_per_epoch=feed.steps, shuffle=False,
                       callbacks=_callbacks(cfg, run_dir, work_dir, phase, len(train_data), is_chief(strategy),
-                                           has_val, precise_bn),
+                                           precise_bn, best, extra),
                       verbose=2 if not sys.stderr.isatty() else 1)
         for k, v in h.history.items():
             history.setdefault(k, []).extend(float(x) for x in v)
+        if best is not None:
+            stopping = _end_of_training(model, best, run_dir, work_dir)
+            # A fine-tune phase starts where training stopped.
+            phases = _phases(plan.epochs, cfg.fine_tune_epochs, best.stopped_at)
     if model is None:  # every epoch was trained; the final files were not (all) written
         if state is None or start != phases[-1][2]:
             raise ValueError(f"{run_dir} has trained {start} epochs, more than the {phases[-1][2]} asked for; "
                              "nothing to resume")
-        model = load_checkpoint(run_dir, state)
+        model = _resumed_model(run_dir, state, train_done=True)
         log(f"all {start} epochs were trained before the interruption; writing the final files")
-    return model, history, transfer_info
+    return model, history, transfer_info, stopping
+
+
+def _end_of_training(model: keras.Model, best: BestWeights, run_dir: Path, work_dir: Path) -> dict:
+    """Say whether training stopped early and put the best epoch's weights back; return the
+    early-stopping record for the metadata."""
+    if best.stopped_at is not None:
+        log(f"stopped early after epoch {best.stopped_at}: no lower smoothed validation loss in {best.patience} epochs")
+    # A worker resumed after the best epoch finds its weights in the chief's run folder.
+    record = best.state()
+    if restore_best(model, work_dir if best.file_in(work_dir) else run_dir, record) is not None:
+        log(f"restored the weights of epoch {best.best_epoch} (lowest smoothed validation loss {best.best:.4f})")
+    return record
 
 
 def _enter_phase(model: keras.Model, cfg: TrainConfig, phase: str, steps: int, epoch_steps: int) -> None:

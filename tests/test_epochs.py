@@ -1,0 +1,81 @@
+"""``--epochs auto``: the epoch count chosen from the number of images, the plan of a run
+(early stopping, no validation data), and parsing of ``--epochs``."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgekit.train import AUTO, TrainConfig, auto_epochs, parse_epochs, plan_epochs
+from edgekit.train.epochs import MAX_EPOCHS, MIN_EPOCHS, TARGET_STEPS, auto_patience
+
+
+@pytest.mark.parametrize("images, batch, epochs", [
+    (54_000, 128, 15),  # Fashion-MNIST with the 10% hold-out: the recipe's own 15 epochs
+    (60_000, 128, 14),
+    (20_000, 128, 41),  # 157 steps an epoch, uncapped
+    (20_000, 64, 21),  # half the batch, twice the steps: half the epochs
+    (3_600, 128, MAX_EPOCHS),  # issue 14's digits: 218 wanted, capped
+    (64, 16, MAX_EPOCHS),
+    (1_200_000, 128, MIN_EPOCHS),  # ImageNet-sized: 1 wanted, raised
+])
+def test_auto_epochs_gives_about_the_recipes_steps(images, batch, epochs):
+    chosen, why = auto_epochs(images, batch)
+    assert chosen == epochs
+    assert f"{images} images at batch {batch}" in why
+    steps = -(-images // batch) * chosen
+    if MIN_EPOCHS < chosen < MAX_EPOCHS:
+        assert TARGET_STEPS <= steps < TARGET_STEPS + -(-images // batch)
+    assert ("capped" in why) == (chosen == MAX_EPOCHS and steps < TARGET_STEPS)
+    assert ("raised" in why) == (chosen == MIN_EPOCHS and steps > TARGET_STEPS + -(-images // batch))
+
+
+@pytest.mark.parametrize("images, batch", [(0, 128), (10, 0)])
+def test_auto_epochs_refuses_nothing_to_train(images, batch):
+    with pytest.raises(ValueError, match=f"got {images} images at batch size {batch}"):
+        auto_epochs(images, batch)
+
+
+@pytest.mark.parametrize("text, value", [("auto", AUTO), (" AUTO ", AUTO), ("12", 12), (7, 7), ("1", 1)])
+def test_parse_epochs(text, value):
+    assert parse_epochs(text) == value
+
+
+@pytest.mark.parametrize("text", ["0", "-3", "1.5", "many", "", 0, True, 2.0])
+def test_parse_epochs_names_the_bad_value(text):
+    with pytest.raises(ValueError, match=f"--epochs got {text!r}; expected auto or an integer >= 1"):
+        parse_epochs(text)
+
+
+def test_train_config_epochs_is_auto_or_a_count():
+    assert TrainConfig("lenet5", "d", "o").epochs == AUTO
+    for bad in (0, "12", 3.0, None):
+        with pytest.raises(ValueError, match=f"--epochs got {bad!r}"):
+            TrainConfig("lenet5", "d", "o", epochs=bad)
+
+
+def test_plan_auto_with_validation_stops_early():
+    plan = plan_epochs(AUTO, 0, 3_600, 128, has_val=True)
+    assert plan.epochs == MAX_EPOCHS and plan.patience == auto_patience(MAX_EPOCHS) == 20
+    assert plan.watch_from == 50  # the second half: the cosine schedule's learning rate is down
+    assert "early stopping on the smoothed val_loss from epoch 51 with patience 20" in plan.reason
+    assert plan.to_dict()["monitor"] == "val_loss"
+    assert plan_epochs(AUTO, 4, 3_600, 128, has_val=True).patience == 4  # --early-stopping wins
+
+
+def test_plan_auto_without_validation_says_what_it_does_instead():
+    plan = plan_epochs(AUTO, 0, 3_600, 128, has_val=False)
+    assert plan.epochs == MAX_EPOCHS and plan.patience is None
+    assert "no validation images" in plan.reason and "no early stopping" in plan.reason
+    assert "\n" not in plan.reason
+
+
+def test_plan_explicit_epochs_are_obeyed():
+    plan = plan_epochs(7, 0, 3_600, 128, has_val=True)
+    assert (plan.epochs, plan.patience) == (7, None) and plan.to_dict()["monitor"] is None
+    assert plan_epochs(7, 2, 3_600, 128, has_val=True).patience == 2
+    assert plan_epochs(7, 2, 3_600, 128, has_val=True).watch_from == 0  # as asked: from the start
+    assert plan_epochs(7, 2, 3_600, 128, has_val=False).patience is None
+
+
+def test_auto_patience():
+    assert [auto_patience(e) for e in (10, 15, 40, 100)] == [5, 5, 8, 20]
