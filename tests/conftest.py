@@ -40,6 +40,21 @@ def repo() -> pathlib.Path:
 
 
 @pytest.fixture(scope="module")
+def sample_npz(tmp_path_factory):
+    """The shipped real Fashion-MNIST sample as an in-memory .npz (fast to iterate)."""
+    import numpy as np
+    from PIL import Image
+
+    from edgekit.data import load_split
+
+    d = load_split(REPO / "calibration" / "fashion-mnist", "train", val_fraction=0)
+    images = np.stack([np.asarray(Image.open(p).convert("L"))[..., None] for p in d.images])
+    path = tmp_path_factory.mktemp("data") / "sample.npz"
+    np.savez(path, images=images, labels=d.labels, class_names=np.array(d.class_names))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A run folder as ``edgekit train`` writes it, trained for a few seconds on the sample
     (one per test module that asks for it)."""

@@ -16,7 +16,6 @@ from edgekit.train import runstate
 from edgekit.train.lr_find import PickRule
 
 from run_helpers import assert_same_weights, interrupt_after_first_epoch
-from test_train import sample_npz  # noqa: F401 - the shipped sample as a module fixture
 
 RATES = lr_find.sweep_rates()
 LOG_LR = np.log10(RATES)

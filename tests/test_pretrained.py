@@ -22,7 +22,6 @@ from edgekit.cli.main import main
 from edgekit.models import get_spec, list_models
 from edgekit.train import FreezeSpec, TrainConfig, pretrained, train
 
-from test_train import sample_npz  # noqa: F401 - the shipped sample as a module fixture
 
 V2_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5"
 V2_PATH = "/tensorflow/keras-applications/mobilenet_v2/" + V2_FILE

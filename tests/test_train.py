@@ -23,18 +23,6 @@ from conftest import REPO
 from run_helpers import assert_same_weights, interrupt_after_epoch, interrupt_after_first_epoch
 
 
-@pytest.fixture(scope="module")
-def sample_npz(tmp_path_factory):
-    """The shipped real Fashion-MNIST sample as an in-memory .npz (fast to iterate)."""
-    d = load_split(REPO / "calibration" / "fashion-mnist", "train", val_fraction=0)
-    from PIL import Image
-
-    images = np.stack([np.asarray(Image.open(p).convert("L"))[..., None] for p in d.images])
-    path = tmp_path_factory.mktemp("data") / "sample.npz"
-    np.savez(path, images=images, labels=d.labels, class_names=np.array(d.class_names))
-    return str(path)
-
-
 def _cfg(data, out, **kw):
     base = dict(arch="lenet5", data=data, out=str(out), epochs=2, batch_size=32, augment="flip,crop",
                 tensorboard=False)

@@ -42,14 +42,7 @@ BEST_PATTERN = "best-*.weights.h5"
 
 
 def atomic_save_model(model: keras.Model, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    _save_then_rename(model.save, path, path.with_name(f".{path.stem}.tmp.keras"))
 
 
 def best_weights_name(epoch: int) -> str:
@@ -57,10 +50,15 @@ def best_weights_name(epoch: int) -> str:
 
 
 def atomic_save_weights(model: keras.Model, path: Path) -> None:
+    _save_then_rename(model.save_weights, path, path.with_name(f".{path.name[:-len('.weights.h5')]}.tmp.weights.h5"))
+
+
+def _save_then_rename(save, path: Path, tmp: Path) -> None:
+    """``save(tmp)`` (Keras picks the format from the suffix, hence a named temporary), then
+    rename it over ``path``; a failed save leaves no temporary behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name[:-len('.weights.h5')]}.tmp.weights.h5")
     try:
-        model.save_weights(tmp)
+        save(tmp)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
