@@ -25,20 +25,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-EDGEKIT = [sys.executable, "-m", "edgekit.cli"]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.cli_json import edgekit_json  # noqa: E402
+
 DATA = "/usr/share/datasets/fashion-mnist"
 
 
 def _json(args: list[str]) -> dict:
-    done = subprocess.run(EDGEKIT + args + ["--json"], capture_output=True, text=True)
-    if done.returncode not in (0, 1) or not done.stdout.strip():
-        raise SystemExit(f"edgekit {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()[-400:]}")
-    return json.loads(done.stdout)
+    return edgekit_json(*args, ok=(0, 1), who="int8_families")  # export exits 1 on a missed budget
 
 
 def _latency_ms(path: str) -> float:

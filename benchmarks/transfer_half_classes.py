@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,6 +36,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.cli_json import edgekit_json  # noqa: E402
 from edgekit.data.idx import read_idx, write_idx  # noqa: E402
 from edgekit.data.sources import FASHION_MNIST_CLASSES  # noqa: E402
 
@@ -67,13 +67,7 @@ def write_half(src: Path, dst: Path, classes: tuple[int, ...], per_class: int | 
 
 
 def edgekit(*args: str) -> dict:
-    """Run one CLI command with --json; return its document (stderr streams through)."""
-    cmd = [str(REPO / ".venv" / "bin" / "edgekit"), *args, "--json"]
-    print("+", " ".join(cmd), file=sys.stderr, flush=True)
-    done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
-    if done.returncode != 0:
-        sys.exit(f"transfer benchmark: {' '.join(args[:2])} failed with exit {done.returncode}")
-    return json.loads(done.stdout)
+    return edgekit_json(*args, who="transfer benchmark")
 
 
 def train(arch: str, data: Path, out: Path, epochs: int, common: list[str], *extra: str) -> dict:

@@ -49,6 +49,12 @@ def test_resume_equals_uninterrupted(sample_npz, tmp_path, monkeypatch):
     assert runstate.read_state(tmp_path / "cut")["epoch"] == 1
     with pytest.raises(ValueError, match="already holds a run"):
         train(_cfg(sample_npz, tmp_path / "cut", epochs=3))
+    # A checkpoint from before --epochs auto (no planned_epochs): resumed with its fixed count.
+    state_file = tmp_path / "cut" / runstate.CHECKPOINTS / runstate.STATE
+    state = json.loads(state_file.read_text())
+    state_file.write_text(json.dumps({k: v for k, v in state.items() if k != "planned_epochs"}))
+    with pytest.raises(ValueError, match="older edgekit .* resume with --epochs N"):
+        train(_cfg(sample_npz, tmp_path / "cut", epochs="auto", resume=True))
     meta = train(_cfg(sample_npz, tmp_path / "cut", epochs=3, resume=True))
     assert meta["epochs_run_this_invocation"] == 2
     assert_same_weights(tmp_path / "full", tmp_path / "cut")

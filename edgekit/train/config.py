@@ -8,7 +8,7 @@ from enum import Enum
 
 from edgekit.data.augment import DEFAULT_AUGMENT
 
-from .epochs import AUTO
+from .epochs import AUTO, Auto, as_json
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 DEFAULT_LR = 3e-3
@@ -19,16 +19,10 @@ def is_imagenet(weights: str | None) -> bool:
     return weights == IMAGENET
 
 
-class Auto(Enum):
-    """An option that edgekit picks from the data (``--lr auto``: lr_find.py)."""
-
-    AUTO = "auto"
-
-
 def parse_lr(text: str | float) -> "float | Auto":
     """``--lr``: a number > 0, or ``auto`` for the learning-rate range test (lr_find.py)."""
-    if isinstance(text, str) and text.strip().lower() == Auto.AUTO.value:
-        return Auto.AUTO
+    if text is AUTO or (isinstance(text, str) and text.strip().lower() == AUTO.value):
+        return AUTO
     try:
         lr = float(text)
     except (TypeError, ValueError):
@@ -72,7 +66,7 @@ class TrainConfig:
     input_size: int | None = None
     channels: int | None = None  # None: 1 for grayscale in-memory data, else 3
     alpha: float | None = None
-    epochs: int | str = AUTO  # AUTO: from the number of images, with early stopping (epochs.py)
+    epochs: int | Auto = AUTO  # AUTO: from the number of images, with early stopping (epochs.py)
     batch_size: int = 128
     lr: float | Auto = DEFAULT_LR  # Auto.AUTO: picked by a learning-rate range test (lr_find.py)
     weight_decay: float = 0.05  # AdamW's decoupled decay (x lr per step); 1e-4 left it overfitting
@@ -96,9 +90,13 @@ class TrainConfig:
     tensorboard: bool = True
 
     def __post_init__(self) -> None:
+        # The library takes "auto" as the CLI does; the record keeps the Enum.
+        for name in ("epochs", "lr"):
+            if isinstance(getattr(self, name), str) and getattr(self, name).strip().lower() == AUTO.value:
+                object.__setattr__(self, name, AUTO)
         checks = [
-            (self.epochs == AUTO or (type(self.epochs) is int and self.epochs >= 1), "epochs", self.epochs,
-             f"{AUTO} or an integer >= 1"),
+            (self.epochs is AUTO or (type(self.epochs) is int and self.epochs >= 1), "epochs", self.epochs,
+             f"{AUTO.value} or an integer >= 1"),
             (self.early_stopping >= 0, "early-stopping", self.early_stopping, "an integer >= 0"),
             (self.batch_size >= 1, "batch-size", self.batch_size, "an integer >= 1"),
             (self.lr_auto or (math.isfinite(self.lr) and self.lr > 0), "lr", self.lr, "a number > 0 or auto"),
@@ -119,10 +117,10 @@ class TrainConfig:
 
     @property
     def lr_auto(self) -> bool:
-        return self.lr is Auto.AUTO
+        return self.lr is AUTO
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["lr"] = self.lr.value if self.lr_auto else self.lr
+        d["lr"], d["epochs"] = as_json(self.lr), as_json(self.epochs)
         d["freeze"] = {"mode": self.freeze.mode.value, "k": self.freeze.k}
         return d

@@ -25,13 +25,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from enum import Enum
 from pathlib import Path
 
 import keras
 
 from .runstate import CHECKPOINTS, atomic_save_weights, best_weights_name
 
-AUTO = "auto"
+
+
+class Auto(Enum):
+    """An option that edgekit picks from the data: ``--epochs auto`` (here), ``--lr auto`` (lr_find.py)."""
+
+    AUTO = "auto"
+
+
+AUTO = Auto.AUTO
 TARGET_STEPS = 6300  # Fashion-MNIST's tuned recipe: 54,000 images x 15 epochs / batch 128
 MIN_EPOCHS = 10
 MAX_EPOCHS = 100
@@ -39,12 +48,19 @@ MONITOR = "val_loss"
 SMOOTHING = 0.5  # weight of the previous smoothed value
 
 
-def parse_epochs(value: int | str) -> int | str:
+def as_json(value):
+    """An option's value as edgekit.json records it: ``"auto"`` for Auto.AUTO, else the value."""
+    return value.value if isinstance(value, Auto) else value
+
+
+def parse_epochs(value: int | str | Auto) -> int | Auto:
     """``--epochs``: ``"auto"`` or an integer >= 1 (as int or text); ValueError otherwise."""
     count = 0
+    if value is AUTO:
+        return AUTO
     if isinstance(value, str):
         text = value.strip().lower()
-        if text == AUTO:
+        if text == AUTO.value:
             return AUTO
         count = int(text) if text.isdigit() else 0
     elif isinstance(value, int) and not isinstance(value, bool):
@@ -79,20 +95,20 @@ def auto_patience(epochs: int) -> int:
 class EpochPlan:
     """What the run decided: epochs of the training phase, early-stopping patience (None: off)."""
 
-    requested: int | str
+    requested: int | Auto
     epochs: int
     patience: int | None
     reason: str
     watch_from: int = 0  # epochs (counted from 1) after which early stopping starts watching
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "monitor": MONITOR if self.patience else None}
+        return {**asdict(self), "requested": as_json(self.requested), "monitor": MONITOR if self.patience else None}
 
 
-def plan_epochs(requested: int | str, early_stopping: int, images: int, batch_size: int,
+def plan_epochs(requested: int | Auto, early_stopping: int, images: int, batch_size: int,
                 has_val: bool) -> EpochPlan:
     """The EpochPlan of a run with ``images`` training images (``requested``: AUTO or a count)."""
-    if requested != AUTO:
+    if requested is not AUTO:
         patience = early_stopping if early_stopping and has_val else None
         reason = f"--epochs {requested} as given"
         if early_stopping and not has_val:

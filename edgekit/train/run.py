@@ -46,7 +46,7 @@ from edgekit.runtime.spec import PreprocessSpec
 from . import lr_find, pretrained
 from .config import DEFAULT_LR, TrainConfig, is_imagenet
 from .dataset import EpochData, images_are_grayscale
-from .epochs import BestWeights, EpochPlan, plan_epochs, restore_best
+from .epochs import AUTO, BestWeights, EpochPlan, plan_epochs, restore_best
 from .losses import SmoothedSparseCrossentropy
 from .precise_bn import PreciseBNValidation
 from .report import plot_curves
@@ -227,8 +227,7 @@ def train(cfg: TrainConfig) -> dict:
     _check_can_make(Path(cfg.out))
     run_dir, state = _prepare_run_dir(cfg, chief)
     if state is not None and "planned_epochs" not in state:
-        raise ValueError(f"--resume: {run_dir}'s checkpoint was written by an older edgekit (no planned_epochs); "
-                         "train again with a new --out")
+        state = _planned_by_older_edgekit(state, cfg, run_dir)
     if state is not None and state["epoch"] == _phases_of(state, cfg)[-1][2] and is_run_dir(run_dir):
         # Killed after writing model.keras and edgekit.json, before curve.png or the clean-up.
         log(f"{run_dir} already holds the final files of all {state['epoch']} epochs; removing its checkpoints")
@@ -318,6 +317,18 @@ def _phases(planned: int, fine_tune_epochs: int, stopped_at: int | None) -> list
     if fine_tune_epochs:
         phases.append(("fine-tune", end, end + fine_tune_epochs))
     return phases
+
+
+def _planned_by_older_edgekit(state: dict, cfg: TrainConfig, run_dir: Path) -> dict:
+    """A checkpoint written before ``--epochs auto`` has no planned_epochs: that edgekit always
+    trained a fixed count, which the resuming command must give again as ``--epochs N``."""
+    if cfg.epochs is AUTO:
+        raise ValueError(f"--resume: {run_dir}'s checkpoint was written by an older edgekit that trained a fixed "
+                         f"number of epochs (it reached epoch {state['epoch']}); resume with --epochs N, N as in "
+                         "the interrupted command")
+    if state.get("phase", "train") == "train" and cfg.epochs < state["epoch"]:
+        raise ValueError(f"--resume: --epochs got {cfg.epochs}; the checkpoint already holds epoch {state['epoch']}")
+    return {**state, "planned_epochs": cfg.epochs}
 
 
 def _phases_of(state: dict, cfg: TrainConfig) -> list[tuple[str, int, int]]:
