@@ -179,3 +179,14 @@ def test_profile_warns_about_a_file_made_for_another_target(pi4_export):
     assert "raspberry-pi-4" in doc["target_mismatch"] and doc["warnings"][0] == doc["target_mismatch"]
     warned = [line for line in p.stderr.splitlines() if "raspberry-pi-4" in line]
     assert warned == [f"warning: {doc['target_mismatch']}"]
+
+
+@pytest.mark.parametrize("made_for", ["raspberry-pi-4", "host"])
+def test_benchmark_records_the_target_and_the_mismatch(made_for):
+    from edgekit.benchmark import benchmark_export
+    from edgekit.export import ExportReport
+
+    report = ExportReport(model="m", target=get_device(made_for).to_dict())
+    doc = benchmark_export(report, "data", log=lambda line: None).to_dict()
+    assert doc["target"] == {"file": get_device(made_for).name, "measuring": resolve_host().name}
+    assert (doc["target_mismatch"] is None) == (get_device(made_for).name == resolve_host().name)
