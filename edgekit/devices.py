@@ -232,7 +232,7 @@ def resolve_host(machine: str | None = None, flags: set[str] | None = None,
         row = _REGISTRY["android-arm64" if android else _BOARD_PARTS.get(part, "arm64")]
         cpu = f"{machine}, CPU part {part or 'unknown'}, features: {' '.join(sorted(flags)) or 'unknown'}"
     else:
-        row = replace(_REGISTRY["arm64"], name=machine, arch=machine, dot_product=None,
+        row = replace(_REGISTRY["arm64"], name=machine, arch=machine, dot_product=None, generic=False,
                       onnx_int8=replace(_REGISTRY["arm64"].onnx_int8, reason=(
                           f"QDQ, int8 activations: {machine} CPU, not in edgekit's table: onnxruntime's "
                           "default S8S8 QDQ format")))
