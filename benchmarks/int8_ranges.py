@@ -23,7 +23,6 @@ import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from unittest import mock
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -31,15 +30,17 @@ VARIANTS = ("default", "full_range", "calib_1000")
 
 
 def run_variant(run: str, variant: str, num_validation: int) -> dict:
-    from edgekit.export import ExportOptions, Format, Precision, cpu, export_model
+    from edgekit.devices import resolve_host
+    from edgekit.export import ExportOptions, Format, Precision, export_model
 
+    host = resolve_host()
+    patched = replace(host.onnx_int8, reduce_range=False) if variant == "full_range" else host.onnx_int8
+    # The host target with full-range weights: the ONNX int8 flavour comes from the export's target.
     options = ExportOptions(formats=(Format.TFLITE, Format.ONNX), precisions=(Precision.INT8,),
                             num_validation=num_validation, max_accuracy_drop=None,
-                            num_calibration=1000 if variant == "calib_1000" else None)
-    choice = cpu.default_onnx_quant()
-    patched = replace(choice, reduce_range=False) if variant == "full_range" else choice
-    with tempfile.TemporaryDirectory() as out, \
-            mock.patch("edgekit.export.onnx_convert.default_onnx_quant", lambda: patched):
+                            num_calibration=1000 if variant == "calib_1000" else None,
+                            target=replace(host, onnx_int8=patched))
+    with tempfile.TemporaryDirectory() as out:
         report = export_model(run, replace(options, out_dir=Path(out)), log=lambda line: None)
     rows = {}
     for f in report.files:

@@ -21,7 +21,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "edgekit"
 
 # Standard-library-only modules at the package root: below every layer, the runtime included.
-BASE = {"edgekit", "edgekit.messages", "edgekit.tempfiles"}
+BASE = {"edgekit", "edgekit.devices", "edgekit.messages", "edgekit.tempfiles"}
 
 # layer -> the layers it may import (besides itself and BASE). From STYLE.md: models imports
 # nothing of edgekit; the runtime imports nothing above it; data (calibration iterables,

@@ -7,7 +7,7 @@ dequantize), when the file takes float input and output (a quantize and a dequan
 call), when thread settings make the run measure scheduling instead of arithmetic, when the
 model is so small that per-operator overhead dominates, and on x86 CPUs without VNNI (int8
 dot products barely beat AVX2 float FMAs). ONNX Runtime's x86 kernels also want uint8
-activations (see :mod:`edgekit.export.cpu`). The facts come from the int8 file itself (its
+activations (see :mod:`edgekit.devices`). The facts come from the int8 file itself (its
 operators and tensor types) and from the run's settings, so the function here is pure and
 unit-tested with synthetic rows.
 """

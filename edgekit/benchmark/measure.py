@@ -12,7 +12,7 @@ import platform
 from pathlib import Path
 from typing import Callable
 
-from edgekit.export.cpu import VNNI_FLAGS, X86_MACHINES, cpu_flags
+from edgekit.devices import VNNI_FLAGS, X86_MACHINES, cpu_flags
 from edgekit.messages import one_line, stderr
 from edgekit.profile.env import allowed_cpus, environment, runtime_version
 from edgekit.profile.latency import Progress, TimingPlan, interleaved

@@ -4,7 +4,9 @@ JSON schema ``edgekit.benchmark/1`` (what ``BenchmarkReport.to_dict`` returns an
 ``edgekit benchmark --json`` prints): ``model``, ``data``, ``validation`` (the images the
 accuracy is measured on), ``threads``, ``timing`` (the run-count rule), ``environment`` (as
 ``edgekit profile`` records it, with ``runtimes``: backend -> version), ``keras``
-{``accuracy``}, ``rows`` and ``notes`` (skipped pairs, the int8 verdicts, export warnings).
+{``accuracy``}, ``rows``, ``notes`` (skipped pairs, the int8 verdicts, export warnings),
+``target`` {``file``: the device target the files were exported for, ``measuring``: this
+machine's, see :mod:`edgekit.devices`} and ``target_mismatch`` (why those differ, or null).
 Each row: ``format``, ``precision``, ``status`` ("ok" or "failed"), ``path``, ``size_bytes``,
 ``accuracy`` (top-1 on the labelled split; null without labels), ``agreement`` (fraction of
 top-1 predictions equal to the Keras model's), ``latency_ms`` {p50, p90, mean, min, cv, runs},
@@ -77,12 +79,15 @@ class BenchmarkReport:
     keras_accuracy: float | None = None
     environment: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    target: dict = field(default_factory=dict)  # {"file", "measuring"}
+    target_mismatch: str | None = None
 
     def to_dict(self) -> dict:
         return {"schema": SCHEMA, "model": self.model, "data": self.data, "validation": self.validation,
                 "threads": self.threads, "timing": self.timing, "environment": self.environment,
                 "keras": {"accuracy": self.keras_accuracy}, "rows": [r.to_dict() for r in self.rows],
-                "notes": self.notes}
+                "notes": self.notes, "target": {k: self.target.get(k) for k in ("file", "measuring")},
+                "target_mismatch": self.target_mismatch}
 
     def to_csv(self) -> str:
         out = io.StringIO()

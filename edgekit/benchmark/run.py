@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from edgekit.devices import DeviceTarget, get_device, mismatch, resolve_host
 from edgekit.export import ExportOptions, ExportReport, Format, Precision, Target, export_model, select_targets
 from edgekit.export.targets import TARGETS
 from edgekit.export.writer import write_atomic
@@ -38,8 +39,10 @@ class BenchmarkOptions:
     num_images: int = DEFAULT_NUM_IMAGES
     timing: TimingPlan = field(default_factory=lambda: TimingPlan(warmup=5, min_time_s=2.0))
     out_dir: Path | None = None  # default: MODEL/benchmark (a run folder) or next to the .keras file
+    target: DeviceTarget | str = "host"  # the device the files are exported for (edgekit.devices)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "target", get_device(self.target))
         for name in ("threads", "num_images"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -73,8 +76,9 @@ def benchmark_model(model: str | Path, data: str | Path, options: BenchmarkOptio
     targets, skipped = select_targets(options.formats, options.precisions)
     out = Path(options.out_dir) if options.out_dir is not None else default_out(model)
     export_options = ExportOptions(formats=options.formats, precisions=options.precisions, out_dir=out,
-                                   calibration=str(data), num_validation=options.num_images, force=True)
-    log(f"benchmark: exporting {', '.join(t.key for t in targets)} into {out}")
+                                   calibration=str(data), num_validation=options.num_images, force=True,
+                                   target=options.target)
+    log(f"benchmark: exporting {', '.join(t.key for t in targets)} for target {options.target.name} into {out}")
     exported = export_targets(model, targets, export_options, log)
     exported.report.skipped = skipped
     return benchmark_export(exported, str(data), options.threads, options.timing, log, progress)
@@ -121,7 +125,7 @@ def export_targets(model: Path, targets: list[Target], options: ExportOptions,
     if merged is None:
         if len(input_errors) == 1 and None not in input_errors:  # the model or the data, not a converter
             raise ValueError(input_errors.pop())
-        merged = ExportReport(model=str(model))
+        merged = ExportReport(model=str(model), target=options.target.to_dict())
     return Exported(merged, failures)
 
 
@@ -153,9 +157,12 @@ def benchmark_export(exported: Exported | ExportReport, data: str, threads: int 
     rows = rows_of(exported)
     notes, env = measure_rows(rows, threads, timing, log, progress)
     skipped = [f"skipped {key}: {reason}" for key, reason in report.skipped]
+    made_for, measuring = (report.target or {}).get("name"), resolve_host()
     return BenchmarkReport(model=report.model, data=data, rows=rows, threads=threads, timing=timing.describe(),
                            validation=report.validation_source, keras_accuracy=report.keras_accuracy,
-                           environment=env, notes=[*skipped, *notes, *report.warnings])
+                           environment=env, notes=[*skipped, *notes, *report.warnings],
+                           target={"file": made_for, "measuring": measuring.name},
+                           target_mismatch=mismatch(made_for, measuring))
 
 
 def write_outputs(report: BenchmarkReport, json_path: Path | None = None, csv_path: Path | None = None,

@@ -10,7 +10,7 @@ from typing import Iterator
 
 import click
 
-from .common import CliError, emit_json, quiet_tensorflow, run_checked, stdout_to_stderr
+from .common import CliError, emit_json, quiet_tensorflow, run_checked, stdout_to_stderr, target_option
 from .tables import print_table
 
 # Copies of the export package's Format and Precision values (not checked by a test); importing
@@ -27,6 +27,8 @@ _DEFAULT_PRECISIONS = "fp32,fp16,dynamic,int8"
 @click.option("--quantize", "precisions", default=_DEFAULT_PRECISIONS, show_default=True,
               help="Comma-separated: fp32, fp16, dynamic, int8.")
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True, help="Inference threads.")
+@target_option("The device the files are exported for (see 'edgekit targets'); they are measured here, "
+               "with a warning when that is not the target.")
 @click.option("--num-images", type=click.IntRange(1), default=1000, show_default=True,
               help="Test images the accuracy and agreement are measured on.")
 @click.option("--runs", type=click.IntRange(1), default=None, help="Time exactly N runs per file (instead of --min-time).")
@@ -40,7 +42,7 @@ _DEFAULT_PRECISIONS = "fp32,fp16,dynamic,int8"
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="PNG of accuracy against latency  [default: OUT/benchmark.png]")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
-def benchmark_command(model: Path, data: str, formats: str, precisions: str, threads: int, num_images: int,
+def benchmark_command(model: Path, data: str, formats: str, precisions: str, threads: int, target, num_images: int,
                       runs, min_time, warmup: int, out_dir, csv_path, plot_path, as_json: bool) -> int:
     """Export MODEL (a run folder or a .keras file) to each format x precision and compare the
     files: status, size, accuracy on DATA, top-1 agreement with Keras, median latency, FPS, MACs.
@@ -60,7 +62,7 @@ def benchmark_command(model: Path, data: str, formats: str, precisions: str, thr
         options = run_checked(lambda: BenchmarkOptions(
             formats=parse_choices(formats, Format, "--formats"),
             precisions=parse_choices(precisions, Precision, "--quantize"),
-            threads=threads, num_images=num_images, out_dir=out_dir,
+            threads=threads, target=target, num_images=num_images, out_dir=out_dir,
             timing=TimingPlan(warmup=warmup, runs=runs, min_time_s=2.0 if min_time is None else min_time)))
         with timing_progress() as progress:
             report = run_checked(benchmark_model, model, data, options, progress=progress)
@@ -68,6 +70,8 @@ def benchmark_command(model: Path, data: str, formats: str, precisions: str, thr
         written = run_checked(write_outputs, report, out / "benchmark.json", csv_path or out / "benchmark.csv",
                               plot_path or out / "benchmark.png")
     doc = report.to_dict()
+    if doc["target_mismatch"]:
+        click.echo(f"warning: {doc['target_mismatch']}", err=True)
     if as_json:
         emit_json(doc)
     else:

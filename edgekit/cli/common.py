@@ -42,6 +42,23 @@ def run_options(strategies: tuple[str, ...], resume_help: str):
     return apply
 
 
+def target_option(help_text: str):
+    """``--target NAME``: a device target of ``edgekit targets`` (default host), looked up while
+    the arguments are parsed, so that an unknown name is a one-line usage error (exit 2) that
+    lists the known ones before any work starts."""
+
+    def lookup(ctx, param, value):
+        from edgekit.devices import get_device
+
+        try:
+            return get_device(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), ctx, param) from None
+
+    return click.option("--target", "target", default="host", show_default=True, metavar="NAME",
+                        callback=lookup, help=help_text)
+
+
 class InternalError(CliError):
     """A failure inside edgekit or a tool it drives (a converter), not the user's input:
     one line on stderr, exit 1."""

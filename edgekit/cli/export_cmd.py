@@ -8,7 +8,7 @@ import click
 
 from edgekit.messages import first_line
 
-from .common import CliError, InternalError, emit_json, quiet_tensorflow, run_checked, stdout_to_stderr
+from .common import CliError, InternalError, emit_json, quiet_tensorflow, run_checked, stdout_to_stderr, target_option
 from .tables import print_table
 
 # Copies of the export package's Enum values for click.Choice: tests/test_export_inputs.py checks
@@ -48,10 +48,12 @@ _COLORS = ["rgb", "native"]
               help="int8: run the classifier (fully connected + softmax) on float activations with int8 "
                    "weights (TFLite hybrid ops; ONNX float nodes), or fully in int8.")
 @click.option("--nchw", is_flag=True, help="ONNX and ORT: take NCHW input (a transpose is added).")
+@target_option("The device the files are for (see 'edgekit targets'): it sets the ONNX int8 format, "
+               "activation type and reduce_range, and is recorded in each file's metadata; host: this machine.")
 @click.option("--onnx-quant-format", type=click.Choice(["qdq", "qoperator"]), default=None,
-              help="ONNX int8 format  [default: chosen from this CPU]")
+              help="ONNX int8 format  [default: the --target's]")
 @click.option("--onnx-activation-type", type=click.Choice(["uint8", "int8"]), default=None,
-              help="ONNX int8 activation type  [default: chosen from this CPU]")
+              help="ONNX int8 activation type  [default: the --target's]")
 @click.option("--num-validation", type=click.IntRange(1), default=1000, show_default=True,
               help="Held-out images each file is checked on.")
 @click.option("--report", is_flag=True, help="Per-layer int8 quantization error table (TFLite) to OUT/<name>_int8_report.csv.")
@@ -70,7 +72,7 @@ _COLORS = ["rgb", "native"]
 @click.option("--force", is_flag=True, help="Overwrite existing files.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 def export_command(model: Path, formats: str, precisions: str, calibration, num_calibration,
-                   calibration_method: str, io: str, input_color: str, embedding: bool, float_io: bool, int8_head: str, nchw: bool, onnx_quant_format, onnx_activation_type,
+                   calibration_method: str, io: str, input_color: str, embedding: bool, float_io: bool, int8_head: str, nchw: bool, target, onnx_quant_format, onnx_activation_type,
                    num_validation: int, report: bool, max_accuracy_drop, min_agreement, strict: bool, out_dir, force: bool, as_json: bool) -> int:
     """Export MODEL (a run folder or a .keras file) to TFLite, ONNX and/or ORT, validated.
 
@@ -94,7 +96,7 @@ def export_command(model: Path, formats: str, precisions: str, calibration, num_
             precisions=parse_choices(precisions, Precision, "--quantize"),
             out_dir=out_dir, calibration=calibration, num_calibration=num_calibration,
             calibration_method=CalibrationMethod(calibration_method) if calibration_method else None, float_io=float_io, io=io, input_color=input_color, embedding=embedding,
-            int8_head=int8_head, nchw=nchw,
+            int8_head=int8_head, nchw=nchw, target=target,
             onnx_quant_format=OnnxQuantFormat(onnx_quant_format) if onnx_quant_format else None,
             onnx_activation_type=ActivationType(onnx_activation_type) if onnx_activation_type else None,
             num_validation=num_validation, force=force, report=report,
@@ -138,8 +140,8 @@ def _print(result) -> None:
         rows.append([f.target.format.value, f.target.precision.value, str(f.path) if not f.error else "(not written)",
                      f"{f.size_bytes / 1024:.1f} KiB", _pct(v.agreement), f"{v.max_abs_diff:.2g}",
                      _pct(v.accuracy), f"{f.seconds:.1f}s"])
-    print_table(f"edgekit export of {result.model} (Keras accuracy {_pct(result.keras_accuracy)}; "
-                f"validated on {result.validation_source})",
+    print_table(f"edgekit export of {result.model} for target {result.target['name']} (Keras accuracy "
+                f"{_pct(result.keras_accuracy)}; validated on {result.validation_source})",
                 ["format", "precision", "file", "size", "agreement", "max diff", "accuracy", "time"], rows)
     for key, reason in result.skipped:
         click.echo(f"skipped {key}: {reason}")

@@ -15,6 +15,7 @@ from .models_cmd import models_command, summary_command
 from .predict_cmd import predict_command
 from .profile_cmd import profile_command
 from .qat_cmd import qat_command
+from .targets_cmd import targets_command
 from .quickstart_cmd import quickstart_command
 from .train_cmd import augment_command, evaluate_command, train_command
 
@@ -52,6 +53,7 @@ def main() -> None:
 main.add_command(models_command)
 main.add_command(summary_command)
 main.add_command(quickstart_command)
+main.add_command(targets_command)
 main.add_command(export_command)
 main.add_command(predict_command)
 main.add_command(profile_command)

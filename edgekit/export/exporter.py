@@ -22,7 +22,6 @@ from edgekit.runtime.spec import ModelMetadata
 
 from . import datasets, sensitivity
 from .context import ConversionContext
-from .cpu import default_onnx_quant
 from .inputs import InputForm, IoType, embedding_model
 from .options import ExportOptions, Format, Precision
 from .source import ExportSource, load_source
@@ -41,6 +40,7 @@ class ExportReport:
     calibration_source: str | None = None
     validation_source: str = ""
     keras_accuracy: float | None = None
+    target: dict | None = None  # the device target the files were made for (DeviceTarget.to_dict)
     onnx_quant_default: str | None = None
     sensitivity_csv: Path | None = None
     sensitivity_table: str | None = None
@@ -58,6 +58,7 @@ class ExportReport:
             "calibration": self.calibration_source,
             "validation": self.validation_source,
             "keras_accuracy": self.keras_accuracy,
+            "target": self.target,
             "onnx_quant_default": self.onnx_quant_default,
             "sensitivity_report": str(self.sensitivity_csv) if self.sensitivity_csv else None,
             "ok": self.ok,
@@ -94,7 +95,8 @@ def export_model(model: str | Path, options: ExportOptions = ExportOptions(),
     written = [*paths.values(), *sidecar_paths(paths, targets), *([csv_path] if csv_path else [])]
     check_destinations(written, options.force)
 
-    report = ExportReport(model=str(model), skipped=skipped, warnings=list(source.warnings))
+    report = ExportReport(model=str(model), skipped=skipped, warnings=list(source.warnings),
+                          target=options.target.to_dict())
     for w in source.warnings:
         log(f"warning: {w}")
     base = _context(source, options, targets, report)
@@ -197,7 +199,7 @@ def _context(source: ExportSource, options: ExportOptions, targets: list[Target]
     reference = keras_reference(source.model, validation)
     report.validation_source, report.keras_accuracy = validation.source, reference.accuracy
     if any(t.format.from_onnx and t.precision is Precision.INT8 for t in targets):
-        report.onnx_quant_default = default_onnx_quant().reason
+        report.onnx_quant_default = options.target.onnx_int8.reason
     return ConversionContext(source.model, options, calibration, validation=validation, reference=reference,
                              learned_ranges=source.qat_ranges)
 
@@ -214,6 +216,7 @@ def _finisher(target: Target, source: ExportSource, ctx: ConversionContext, opti
             preprocess=form.spec(), class_names=source.class_names, architecture=source.architecture,
             layout=layout, precision=target.precision.value, edgekit_version=__version__,
             extra={"format": target.format.value,
+                   "target": options.target.metadata(),
                    "output": "embedding" if options.embedding else "scores",
                    "input": form.describe(),
                    "quantization": {"input": [_tensor(t) for t in probe.inputs],

@@ -1,5 +1,5 @@
-"""The int8 ONNX target: the quant format and activation type (``edgekit.export.cpu``'s
-default unless chosen), the calibration method, the float head, and the accuracy budget
+"""The int8 ONNX target: the quant format and activation type (the device target's, see
+:mod:`edgekit.devices`, unless chosen), the calibration method, the float head, and the accuracy budget
 (:mod:`.budget`, nodes ranked by :mod:`.onnx_sensitivity`) over the quantization steps of
 :mod:`.onnx_convert`. The int8 graph is made once per export; the .ort int8 file converts the
 same one.
@@ -14,7 +14,6 @@ from dataclasses import asdict
 
 from . import budget, onnx_sensitivity
 from .context import ConversionContext
-from .cpu import default_onnx_quant
 from .errors import ConverterError
 from .onnx_convert import choose_calibration_method, compact, int8_weights_for_float_head, quantize
 from .options import ActivationType, CalibrationMethod, OnnxQuantFormat
@@ -33,20 +32,22 @@ def int8_graph(ctx: ConversionContext) -> bytes:
 
 def _quantize_int8(ctx: ConversionContext) -> bytes:
     opts = ctx.options
-    auto = default_onnx_quant()
+    auto = opts.target.onnx_int8
     fmt = opts.onnx_quant_format or auto.quant_format
     act = opts.onnx_activation_type or auto.activation_type
     chosen, chosen_why = choose_calibration_method(ctx)
     if ctx.learned_ranges is not None:  # the calibrator only fills tensors no QAT range covers
         chosen, chosen_why = CalibrationMethod.MINMAX, "QAT run: learned ranges; minmax for the tensors they do not cover"
     notes = ctx.notes["onnx/int8"] = {
-        "quant_format": fmt.value, "activation_type": act.value, "weight_type": "int8", "per_channel": True,
+        "target": opts.target.name,
+        "quant_format": fmt.value, "activation_type": act.value, "weight_type": "int8",
+        "per_channel": True,
         "calibration_method": chosen.value, "calibration_method_why": chosen_why,
         "float_head": opts.int8_head == "float",
-        "why": _why(opts.onnx_quant_format, opts.onnx_activation_type, auto.reason),
+        "why": _why(opts.onnx_quant_format, opts.onnx_activation_type, f"target {opts.target.name}: {auto.reason}"),
     }
 
-    # 7-bit weights only where the CPU's uint8 x int8 kernel saturates and the flavour is its own.
+    # 7-bit weights only where the target's uint8 x int8 kernel saturates and the flavour is its own.
     reduce_range = auto.reduce_range and act is ActivationType.UINT8
     notes["reduce_range"] = reduce_range
 

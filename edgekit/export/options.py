@@ -12,6 +12,7 @@ from enum import Enum
 from pathlib import Path
 from typing import TypeVar
 
+from edgekit.devices import ActivationType, DeviceTarget, OnnxQuantFormat, get_device
 from edgekit.runtime.spec import PreprocessSpec
 
 from .budget import DEFAULT_MAX_DROP_PP, DEFAULT_MIN_AGREEMENT
@@ -42,16 +43,6 @@ class CalibrationMethod(str, Enum):
     MINMAX = "minmax"
     ENTROPY = "entropy"
     PERCENTILE = "percentile"
-
-
-class OnnxQuantFormat(str, Enum):
-    QDQ = "qdq"  # QuantizeLinear/DequantizeLinear pairs around float ops
-    QOPERATOR = "qoperator"  # QLinearConv/QLinearMatMul operators
-
-
-class ActivationType(str, Enum):
-    UINT8 = "uint8"
-    INT8 = "int8"
 
 
 E = TypeVar("E", bound=Enum)
@@ -118,8 +109,11 @@ class ExportOptions:
     embedding: bool = False  # export the pooled features instead of the classifier
     int8_head: str = "float"  # int8: "float" keeps FC + softmax out of int8 activations; "int8"
     nchw: bool = False  # ONNX and ORT: NCHW input (a transpose in front of the NHWC graph)
-    onnx_quant_format: OnnxQuantFormat | None = None  # None: chosen from the CPU
-    onnx_activation_type: ActivationType | None = None  # None: chosen from the CPU
+    # The device the files are for (edgekit.devices): its ONNX int8 flavour, and recorded in the
+    # files' metadata. A name is looked up at construction; "host": this machine's row.
+    target: DeviceTarget | str = "host"
+    onnx_quant_format: OnnxQuantFormat | None = None  # None: the target's
+    onnx_activation_type: ActivationType | None = None  # None: the target's
     num_validation: int = 1000
     force: bool = False
     report: bool = False  # per-layer int8 sensitivity CSV (TFLite)
@@ -135,6 +129,7 @@ class ExportOptions:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} got {value!r}; expected an integer >= 1")
+        object.__setattr__(self, "target", get_device(self.target))
         object.__setattr__(self, "io", parse_choice(self.io, IoType, "--io"))
         object.__setattr__(self, "input_color", parse_choice(self.input_color, InputColor, "--input-color"))
         if self.float_io and self.io not in (IoType.AUTO, IoType.FLOAT):

@@ -20,7 +20,7 @@ the input adapter and first convolution) keep the calibrated range; sigmoid outp
 range the int8 spec fixes for LOGISTIC (QAT simulates that grid); the export notes count the
 three kinds. The weights are quantized by the converters as QAT
 simulated them (int8 per channel), except onnxruntime's 7-bit ``reduce_range`` weights, which
-edgekit picks on x86 CPUs without VNNI (``edgekit.export.cpu``); QAT does not simulate those.
+edgekit picks on x86 CPUs without VNNI (the x86-avx2 target, ``edgekit.devices``); QAT does not simulate those.
 """
 
 from __future__ import annotations

@@ -17,8 +17,11 @@ JSON schema ``edgekit.profile/1`` (what ``to_dict`` returns and ``edgekit profil
 - ``latency_ms``, ``fps``, ``init_ms``, ``first_inference_ms`` and ``memory`` at the top level
   repeat the first record's, so that a single-thread-count profile reads flat;
 - ``environment`` (CPU, cores, affinity, load average, OS, arch, runtime and versions, the
-  thread spinning policy ``spinning``, see :mod:`.latency`) and
-  ``warnings`` (all records' warnings, each prefixed with its thread count).
+  thread spinning policy ``spinning``, see :mod:`.latency`);
+- ``target``: {``file``: the device target the file's metadata says it was made for (null when
+  it records none), ``measuring``: this machine's target (:func:`edgekit.devices.resolve_host`)},
+  and ``target_mismatch``: why those differ, or null (also the first of ``warnings``);
+- ``warnings`` (the target mismatch, then all records' warnings, each prefixed with its thread count).
 """
 
 from __future__ import annotations
@@ -29,8 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from edgekit.devices import mismatch, resolve_host
 from edgekit.messages import stderr
+from edgekit.runtime.errors import RuntimeModelError
 from edgekit.runtime.files import model_format, open_model_file
+from edgekit.runtime.metadata import read_metadata
 
 from . import latency
 from .env import allowed_cpus, environment
@@ -94,10 +100,12 @@ class ProfileReport:
     options: ProfileOptions
     runs: list[ThreadRun]
     environment: dict
+    target: dict = field(default_factory=dict)  # {"file", "measuring", "mismatch"}: see target_check
 
     @property
     def warnings(self) -> list[str]:
-        return [f"{r.threads} thread(s): {w}" for r in self.runs for w in r.warnings]
+        mismatched = [self.target["mismatch"]] if self.target.get("mismatch") else []
+        return mismatched + [f"{r.threads} thread(s): {w}" for r in self.runs for w in r.warnings]
 
     def to_dict(self) -> dict:
         runs = [r.to_dict() for r in self.runs]
@@ -106,7 +114,9 @@ class ProfileReport:
                 "batch": self.options.batch, "warmup": self.options.timing.warmup,
                 "timing": self.options.timing.describe(),
                 **{k: first[k] for k in ("latency_ms", "fps", "init_ms", "first_inference_ms", "memory")},
-                "runs": runs, "environment": self.environment, "warnings": self.warnings}
+                "runs": runs, "environment": self.environment,
+                "target": {k: self.target.get(k) for k in ("file", "measuring")},
+                "target_mismatch": self.target.get("mismatch"), "warnings": self.warnings}
 
 
 def model_kind(path: Path) -> str:
@@ -117,6 +127,20 @@ def model_kind(path: Path) -> str:
         return model_format(path)
     except ValueError:
         raise ValueError(f"MODEL got {str(path)!r}; expected a .tflite, .onnx, .ort or .keras file or a run folder") from None
+
+
+def target_check(path: Path, kind: str) -> dict:
+    """The target the file was made for (its edgekit metadata), this machine's, and why they
+    differ (None when they do not, or when the file records no target)."""
+    measuring = resolve_host()
+    made_for = None
+    if kind != "keras":
+        try:
+            meta = read_metadata(path)
+        except RuntimeModelError:  # loading the file reports it; a profile needs no metadata
+            meta = None
+        made_for = meta.target if meta is not None else None
+    return {"file": made_for, "measuring": measuring.name, "mismatch": mismatch(made_for, measuring)}
 
 
 def pin_cpus(cpus: tuple[int, ...]) -> None:
@@ -146,7 +170,8 @@ def profile_model(path: str | os.PathLike, options: ProfileOptions = ProfileOpti
         run, static = _profile_threads(path, kind, threads, options, static, log)
         runs.append(run)
     report = ProfileReport(str(path), static, options, runs,
-                           environment(runs[0].backend, list(options.cpus) if options.cpus else None))
+                           environment(runs[0].backend, list(options.cpus) if options.cpus else None),
+                           target_check(path, kind))
     _check_threads(report)
     return report
 

@@ -170,6 +170,14 @@ class ModelMetadata:
         object.__setattr__(self, "class_names", names)
         object.__setattr__(self, "extra", _json_value(dict(self.extra), "extra"))
 
+    @property
+    def target(self) -> str | None:
+        """The name of the device target the file was exported for (``extra["target"]["name"]``,
+        see :mod:`edgekit.devices`); None when the file records none."""
+        entry = self.extra.get("target")
+        name = entry.get("name") if isinstance(entry, Mapping) else None
+        return name if isinstance(name, str) and name else None
+
     def to_json(self) -> str:
         doc = {
             "schema": SCHEMA_VERSION,
