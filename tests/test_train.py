@@ -144,10 +144,11 @@ def test_auto_stop_then_fine_tune_starts_where_training_stopped(sample_npz, tmp_
     np.testing.assert_allclose(meta["history"]["loss"][:stop], reference["history"]["loss"], rtol=1e-5)
 
 
-def test_auto_without_validation_runs_every_epoch(sample_npz, tmp_path, capsys):
+def test_auto_without_validation_runs_every_epoch(sample_npz, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("edgekit.train.epochs.MAX_EPOCHS", 12)  # the cap, lowered to keep the test short
     meta = train(_cfg(sample_npz, tmp_path / "run", epochs="auto", limit=32, batch_size=32, val_fraction=0))
     assert meta["epochs"]["patience"] is None and meta["epochs"]["early_stopping"] is None
-    assert len(meta["history"]["loss"]) == meta["epochs"]["epochs"] == 100
+    assert len(meta["history"]["loss"]) == meta["epochs"]["epochs"] == 12
     lines = [line for line in capsys.readouterr().err.splitlines() if "no validation images" in line]
     assert len(lines) == 1 and "no early stopping" in lines[0]
 
@@ -458,17 +459,19 @@ def test_precise_bn_compiled_forward_equals_eager():
     assert callback._forward is not None
 
 
-def test_cli_says_what_auto_chose_and_which_weights_it_kept(tmp_path):
+def test_cli_says_what_auto_chose_and_which_weights_it_kept(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     from edgekit.cli.main import main
 
+    monkeypatch.setattr("edgekit.train.epochs.MAX_EPOCHS", 14)  # the cap, lowered to keep the test short
     result = CliRunner().invoke(main, ["train", "lenet5", "--data", str(REPO / "calibration" / "fashion-mnist"),
                                        "--out", str(tmp_path / "run"), "--limit", "64", "--batch-size", "16",
                                        "--early-stopping", "3", "--lr", "0.01"])
     assert result.exit_code == 0, result.stderr
-    assert "edgekit train: epochs: 100 (64 images at batch 16 = 4 steps per epoch; 1575 epochs reach" in result.stderr
-    assert "early stopping on the smoothed val_loss from epoch 51 with patience 3, best weights restored)" in result.stderr
+    assert "edgekit train: epochs: 14 (64 images at batch 16 = 4 steps per epoch; 1575 epochs reach" in result.stderr
+    assert "capped at 14" in result.stderr
+    assert "early stopping on the smoothed val_loss from epoch 8 with patience 3, best weights restored)" in result.stderr
     meta = json.loads((tmp_path / "run" / "edgekit.json").read_text())
     best = meta["epochs"]["early_stopping"]["best_epoch"]
     assert f"kept the weights of epoch {best} (smoothed validation loss" in result.stdout
