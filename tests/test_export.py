@@ -202,6 +202,33 @@ def test_bare_keras_file_defaults_and_int8_needs_data(run_dir, tmp_path):
     assert read_metadata(r.files[0].path).class_names[0] == "T-shirt/top"
 
 
+def test_a_callers_calibration_data_is_what_the_quantizer_gets(run_dir, tmp_path):
+    """ExportOptions.calibration takes any CalibrationData (iterable of float32 batches): the
+    same images in batches of 4 give the same int8 file as --calibration DATA; a batch of the
+    wrong image shape is refused with a one-line DataError before anything is written."""
+    import numpy as np
+
+    from edgekit.data import ArrayCalibration, DataError, calibration_array, calibration_batches, load_split
+    from edgekit.export import ExportOptions, Precision, export_model
+    from edgekit.runtime.spec import PreprocessSpec
+
+    spec = PreprocessSpec.from_dict(json.loads((run_dir / "edgekit.json").read_text())["preprocess"])
+    images = calibration_array(calibration_batches(load_split(SAMPLE, "train"), spec, num=20, seed=0))
+    by_path = export_model(run_dir, ExportOptions(precisions=(Precision.INT8,), num_calibration=20,
+                                                  out_dir=tmp_path / "path", max_accuracy_drop=None),
+                           log=lambda line: None)
+    given = export_model(run_dir, ExportOptions(precisions=(Precision.INT8,), calibration=ArrayCalibration(images, 4),
+                                                out_dir=tmp_path / "given", max_accuracy_drop=None),
+                         log=lambda line: None)
+    assert "ArrayCalibration" in given.calibration_source
+    assert by_path.files[0].path.read_bytes() == given.files[0].path.read_bytes()
+    wrong = ArrayCalibration(np.zeros((4, 16, 16, 1), np.float32), 4)
+    with pytest.raises(DataError, match=r"calibration batch 0 got float32 \(4, 16, 16, 1\); expected float32 "):
+        export_model(run_dir, ExportOptions(precisions=(Precision.INT8,), calibration=wrong, out_dir=tmp_path / "bad"),
+                     log=lambda line: None)
+    assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())
+
+
 def test_choices_and_unsupported_pairs():
     from edgekit.export import Format, Precision, get_target, parse_choices, select_targets
 

@@ -55,11 +55,18 @@ def test_from_native_gives_the_file_input_of_the_same_image(form):
 
 
 def test_cli_choices_are_the_enums():
-    from edgekit.cli import export_cmd
-    from edgekit.export import InputColor, IoType
+    """A new Enum member (an I/O type, a quantization format) is a new CLI choice with no other edit."""
+    import click
 
-    assert export_cmd._IO == [m.value for m in IoType]
-    assert export_cmd._COLORS == [m.value for m in InputColor]
+    from edgekit.cli.export_cmd import export_command
+    from edgekit.export import InputColor, IoType
+    from edgekit.export.options import ActivationType, CalibrationMethod, Int8Head, OnnxQuantFormat
+
+    choices = {p.name: list(p.type.choices) for p in export_command.params if isinstance(p.type, click.Choice)}
+    assert choices == {"calibration_method": [m.value for m in CalibrationMethod], "io": [m.value for m in IoType],
+                       "input_color": [m.value for m in InputColor], "int8_head": [m.value for m in Int8Head],
+                       "onnx_quant_format": [m.value for m in OnnxQuantFormat],
+                       "onnx_activation_type": [m.value for m in ActivationType]}
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -11,48 +11,50 @@ from edgekit.messages import first_line
 from .common import CliError, InternalError, emit_json, quiet_tensorflow, run_checked, stdout_to_stderr, target_option
 from .tables import print_table
 
-# Copies of the export package's Enum values for click.Choice: tests/test_export_inputs.py checks
-# _IO and _COLORS against the Enums (the other lists are not checked). Importing edgekit.export
-# does not import TensorFlow, so they could be read from the Enums instead (issue 15, item 4).
-_METHODS = ["minmax", "entropy", "percentile"]
-_IO = ["auto", "uint8", "int8", "float"]
-_COLORS = ["rgb", "native"]
+from edgekit.export.inputs import InputColor, IoType
+from edgekit.export.options import (ONNX_INT8, ORT_INT8, ActivationType, CalibrationMethod, Format, Int8Head,
+                                    OnnxQuantFormat, Precision)
+
+
+def _values(enum) -> list[str]:
+    """click.Choice's choices from an Enum (edgekit.export.options imports no TensorFlow)."""
+    return [member.value for member in enum]
 
 
 @click.command("export")
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--format", "formats", default="tflite", show_default=True,
-              help="Comma-separated: tflite, onnx, ort (ONNX Runtime Mobile; written with a "
+              help=f"Comma-separated: {', '.join(_values(Format))} (ort: ONNX Runtime Mobile; written with a "
                    "NAME.required_operators.config for a reduced onnxruntime build).")
 @click.option("--quantize", "precisions", default="fp32", show_default=True,
-              help="Comma-separated: fp32, fp16, dynamic, int8.")
+              help=f"Comma-separated: {', '.join(_values(Precision))}.")
 @click.option("--calibration", default=None, help="Calibration data (image folder, IDX folder or .npz); "
               "default: the run's training data.")
 @click.option("--num-calibration", type=click.IntRange(1), default=None,
               help="Calibration images  [default: up to 300]")
-@click.option("--calibration-method", type=click.Choice(_METHODS), default=None,
+@click.option("--calibration-method", type=click.Choice(_values(CalibrationMethod)), default=None,
               help="Activation range method for ONNX int8 (TFLite always uses min/max)  [default: percentile "
                    "when the calibration activations fit in 2 GiB, else minmax]")
-@click.option("--io", "io", type=click.Choice(_IO), default="auto", show_default=True,
+@click.option("--io", "io", type=click.Choice(_values(IoType)), default="auto", show_default=True,
               help="TFLite int8 input/output types. auto = uint8: raw camera pixels 0..255 in (the normalisation "
                    "is in the graph), float scores out (uint8 with --int8-head int8); int8: int8 in and out, "
                    "quantized from normalised values; float: float32 in and out.")
-@click.option("--input-color", type=click.Choice(_COLORS), default="rgb", show_default=True,
+@click.option("--input-color", type=click.Choice(_values(InputColor)), default="rgb", show_default=True,
               help="rgb: a model trained on grayscale images takes RGB images, converted to gray inside the "
                    "file with edgekit's luma weights (what MediaPipe and phone cameras need); native: the "
                    "channels it was trained on.")
 @click.option("--embedding", is_flag=True,
               help="Export the pooled features instead of the classifier (for MediaPipe's ImageEmbedder).")
 @click.option("--float-io", is_flag=True, help="TFLite int8: float32 input and output (the same as --io float).")
-@click.option("--int8-head", type=click.Choice(["float", "int8"]), default="float", show_default=True,
+@click.option("--int8-head", type=click.Choice(_values(Int8Head)), default="float", show_default=True,
               help="int8: run the classifier (fully connected + softmax) on float activations with int8 "
                    "weights (TFLite hybrid ops; ONNX float nodes), or fully in int8.")
 @click.option("--nchw", is_flag=True, help="ONNX and ORT: take NCHW input (a transpose is added).")
 @target_option("The device the files are for (see 'edgekit targets'): it sets the ONNX int8 format, "
                "activation type and reduce_range, and is recorded in each file's metadata; host: this machine.")
-@click.option("--onnx-quant-format", type=click.Choice(["qdq", "qoperator"]), default=None,
+@click.option("--onnx-quant-format", type=click.Choice(_values(OnnxQuantFormat)), default=None,
               help="ONNX int8 format  [default: the --target's]")
-@click.option("--onnx-activation-type", type=click.Choice(["uint8", "int8"]), default=None,
+@click.option("--onnx-activation-type", type=click.Choice(_values(ActivationType)), default=None,
               help="ONNX int8 activation type  [default: the --target's]")
 @click.option("--num-validation", type=click.IntRange(1), default=1000, show_default=True,
               help="Held-out images each file is checked on.")
@@ -146,7 +148,7 @@ def _print(result) -> None:
     for key, reason in result.skipped:
         click.echo(f"skipped {key}: {reason}")
     for f in result.files:
-        if f.target.key in ("onnx/int8", "ort/int8"):
+        if f.target.key in (ONNX_INT8, ORT_INT8):
             n = f.notes
             click.echo(f"{f.target.format.value} int8: {n['quant_format']} with {n['activation_type']} "
                        f"activations ({n['why']})")

@@ -30,7 +30,7 @@ _LAZY = {
     "AUGMENTATIONS": "augment", "AugmentConfig": "augment", "ColourPCA": "augment", "DEFAULT_AUGMENT": "augment",
     "augment_pixels_tf": "augment", "parse_augment": "augment",
     "ArrayCalibration": "calibration", "CalibrationData": "calibration", "ImageCalibration": "calibration",
-    "calibration_batches": "calibration",
+    "calibration_array": "calibration", "calibration_batches": "calibration",
     "augment_grid": "grid",
     "fit_colour_pca": "pipeline", "make_dataset": "pipeline", "pixel_dataset": "pipeline",
     "GRAY_WEIGHTS": "preprocess", "decode_image_tf": "preprocess", "normalize_tf": "preprocess",
@@ -40,7 +40,8 @@ _LAZY = {
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports them
     from edgekit.data.augment import (AUGMENTATIONS, DEFAULT_AUGMENT, AugmentConfig, ColourPCA, augment_pixels_tf,
                                       parse_augment)
-    from edgekit.data.calibration import ArrayCalibration, CalibrationData, ImageCalibration, calibration_batches
+    from edgekit.data.calibration import (ArrayCalibration, CalibrationData, ImageCalibration, calibration_array,
+                                          calibration_batches)
     from edgekit.data.grid import augment_grid
     from edgekit.data.pipeline import fit_colour_pca, make_dataset, pixel_dataset
     from edgekit.data.preprocess import GRAY_WEIGHTS, decode_image_tf, normalize_tf, preprocess_tf, to_pixels_tf
@@ -62,7 +63,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "AUGMENTATIONS", "ArrayCalibration", "AugmentConfig", "CalibrationData", "ColourPCA", "DEFAULT_AUGMENT", "DataError",
     "FASHION_MNIST_CLASSES", "GRAY_WEIGHTS", "IMAGE_EXTENSIONS", "ImageCalibration", "LabeledImages",
-    "SPLITS", "augment_grid", "augment_pixels_tf", "calibration_batches", "check_image_file", "decode_image_tf",
+    "SPLITS", "augment_grid", "augment_pixels_tf", "calibration_array", "calibration_batches", "check_image_file", "decode_image_tf",
     "fit_colour_pca", "load_split", "make_dataset", "normalize_tf", "parse_augment", "parse_idx", "pixel_dataset",
     "preprocess_tf", "read_idx", "stratified_split", "to_pixels_tf", "write_idx",
 ]

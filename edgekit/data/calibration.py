@@ -1,9 +1,12 @@
 """Calibration data for post-training quantization: one narrow protocol, adapters per source.
 
-A quantizer only sees ``CalibrationData``: an iterable of float32 input batches, already
-preprocessed exactly as in training (``PreprocessSpec``), shaped (batch, H, W, C). It never
-knows where the images came from (the shape of ONNX Runtime's CalibrationDataReader and of
-TFLite's representative dataset).
+The export takes ``CalibrationData``: an iterable of float32 input batches, already
+preprocessed exactly as in training (``PreprocessSpec``), shaped (batch, H, W, C) (the shape of
+ONNX Runtime's CalibrationDataReader and of TFLite's representative dataset). The CLI's
+``--calibration DATA`` becomes ``calibration_batches`` of a data source; a Python caller may
+pass any object of the protocol as ``ExportOptions.calibration``. ``calibration_array`` checks
+the batches and joins them into the one array the quantizers read (they sample and slice it,
+so it is materialised once per export); no quantizer knows where the images came from.
 """
 
 from __future__ import annotations
@@ -64,6 +67,25 @@ class ArrayCalibration:
     def __iter__(self) -> Iterator[np.ndarray]:
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             yield self.inputs[start:start + self.batch_size]
+
+
+def calibration_array(batches: CalibrationData, shape: tuple[int, int, int] | None = None) -> np.ndarray:
+    """Every batch of ``batches`` in one float32 N x H x W x C array: what the quantizers take.
+    DataError for a batch of another rank, dtype or image shape (``shape``: H, W, C), for
+    non-finite values and for no images at all."""
+    arrays = []
+    for i, batch in enumerate(batches):
+        batch = np.asarray(batch)
+        if batch.ndim != 4 or batch.dtype != np.float32 or (shape is not None and batch.shape[1:] != tuple(shape)):
+            want = "x".join(map(str, shape)) if shape is not None else "H x W x C"
+            raise DataError(f"calibration batch {i} got {batch.dtype} {batch.shape}; expected float32 "
+                            f"(batch, {want}) preprocessed as in training")
+        if not np.isfinite(batch).all():
+            raise DataError(f"calibration batch {i} has non-finite values")
+        arrays.append(batch)
+    if not arrays or sum(len(a) for a in arrays) == 0:
+        raise DataError("calibration data gave no images")
+    return np.concatenate(arrays)
 
 
 def _check_counts(num: int, available: int, batch_size: int) -> None:

@@ -35,15 +35,23 @@ class ValidationData:
 
 def load_calibration(path: str, spec: PreprocessSpec, num: int | None) -> tuple[np.ndarray, str]:
     """``num`` seeded images of the train split of ``path`` (default up to 300), preprocessed."""
-    from edgekit.data import DataError, calibration_batches, load_split
+    from edgekit.data import calibration_array, calibration_batches, load_split
 
     data = load_split(path, "train")
     n = min(DEFAULT_NUM_CALIBRATION, len(data)) if num is None else num
     batches = calibration_batches(data, spec, num=n, batch_size=1, seed=0)
-    arrays = list(batches)
-    if not arrays:
-        raise DataError(f"calibration data {path!r} gave no images")
-    return np.concatenate(arrays).astype(np.float32, copy=False), batches.data.source
+    return calibration_array(batches, (*spec.size, spec.channels)), batches.data.source
+
+
+def given_calibration(batches, spec: PreprocessSpec) -> tuple[np.ndarray, str]:
+    """A Python caller's own CalibrationData (ExportOptions.calibration that is not a path)."""
+    from edgekit.data import DataError, calibration_array
+
+    if isinstance(batches, (bytes, np.ndarray)) or not hasattr(batches, "__iter__"):
+        raise DataError(f"ExportOptions.calibration got {type(batches).__name__}; expected a data path or "
+                        "an iterable of float32 (batch, H, W, C) batches (edgekit.data.CalibrationData)")
+    images = calibration_array(batches, (*spec.size, spec.channels))
+    return images, f"{len(images)} calibration images from a {type(batches).__name__}"
 
 
 def load_validation(path: str, spec: PreprocessSpec, num: int, num_classes: int) -> ValidationData:

@@ -23,7 +23,7 @@ from edgekit.runtime.spec import ModelMetadata
 from . import datasets, sensitivity
 from .context import ConversionContext
 from .inputs import InputForm, IoType, embedding_model
-from .options import ExportOptions, Format, Precision
+from .options import TFLITE_INT8, ExportOptions, Format, Precision
 from .source import ExportSource, load_source
 from .targets import Target, select_targets
 from .tflite_metadata import write_standard_metadata
@@ -113,7 +113,7 @@ def export_model(model: str | Path, options: ExportOptions = ExportOptions(),
             report.files.append(export_target(target, ctx, paths[target.key], finish,
                                               strict=target.precision is Precision.FP32, log=log))
         if options.report:
-            int8 = next(t for t in targets if t.key == "tflite/int8")
+            int8 = next(t for t in targets if t.key == TFLITE_INT8)
             ctx = contexts[_form(int8, source, options)]
             layers = sensitivity.layer_errors(ctx)
             write_atomic(csv_path, sensitivity.report_csv(layers))
@@ -127,7 +127,7 @@ def export_model(model: str | Path, options: ExportOptions = ExportOptions(),
 
 def _check_options(options: ExportOptions, targets: list[Target]) -> None:
     """Options that no requested file can take: one-line errors before any work."""
-    wants_int8_tflite = any(t.key == "tflite/int8" for t in targets)
+    wants_int8_tflite = any(t.key == TFLITE_INT8 for t in targets)
     if options.report and not wants_int8_tflite:
         raise ExportError("--report applies to tflite int8; add tflite to --format and int8 to --quantize")
     if (options.io is not IoType.AUTO or options.float_io) and not wants_int8_tflite:
@@ -157,7 +157,7 @@ def _form(target: Target, source: ExportSource, options: ExportOptions) -> Input
     with different values (MediaPipe refuses per-channel NormalizationOptions: "Per-channel image
     normalization is not available"; in the graph the adapter does it exactly)."""
     per_channel = len(set(source.spec.mean)) > 1 or len(set(source.spec.std)) > 1
-    pixels = per_channel or (target.key == "tflite/int8" and options.int8_io is IoType.UINT8)
+    pixels = per_channel or (target.key == TFLITE_INT8 and options.int8_io is IoType.UINT8)
     return InputForm.choose(source.spec, options.input_color, pixels)
 
 
@@ -179,16 +179,20 @@ def _form_context(base: ConversionContext, form: InputForm) -> ConversionContext
 
 def _context(source: ExportSource, options: ExportOptions, targets: list[Target],
              report: ExportReport) -> ConversionContext:
-    data_path = options.calibration or source.data_path
+    given = options.calibration is not None and not isinstance(options.calibration, str)
+    data_path = source.data_path if given else (options.calibration or source.data_path)
     # An embedding has no classes: its validation compares features, with no labels.
     num_classes = -1 if options.embedding else int(source.model.outputs[0].shape[-1])
     calibration = None
     if any(t.needs_calibration for t in targets):
-        if data_path is None:
+        if given:
+            calibration, report.calibration_source = datasets.given_calibration(options.calibration, source.spec)
+        elif data_path is None:
             raise ExportError("int8 export needs calibration data: pass --calibration DATA "
                               "(the model records no training data)")
-        calibration, report.calibration_source = datasets.load_calibration(
-            data_path, source.spec, options.num_calibration)
+        else:
+            calibration, report.calibration_source = datasets.load_calibration(
+                data_path, source.spec, options.num_calibration)
     if data_path is not None:
         validation = datasets.load_validation(data_path, source.spec, options.num_validation, num_classes)
     else:

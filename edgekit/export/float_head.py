@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from .context import ConversionContext
+from .options import TFLITE_INT8
 from .tflite_convert import calibrated_model, quantize_calibrated
 
 DENYLIST_OPS = ("FULLY_CONNECTED", "SOFTMAX")
@@ -30,7 +31,7 @@ def convert_float_head(ctx: ConversionContext, float_nodes: list[str] | None = N
     quantized = quantize_calibrated(ctx, calibrated_model(ctx), float_output=True,
                                     denylisted_ops=list(DENYLIST_OPS), denylisted_nodes=float_nodes)
     model, count = hybridize_fully_connected(quantized)
-    ctx.notes.setdefault("tflite/int8", {}).update({
+    ctx.notes.setdefault(TFLITE_INT8, {}).update({
         "float_head": True, "hybrid_fully_connected": count,
         "float_head_reason": "logits in float: int8 logits tie classes closer than one quantization step"})
     return model

@@ -127,7 +127,5 @@ def rank(names: list[str], flips: dict[str, tuple[float, float]]) -> list[str]:
 
 def keras_flips(ctx):
     """:func:`layer_flips` of a ``ConversionContext``'s model on its calibration images, computed
-    once per export (cached in ``ctx.cache``)."""
-    if "keras_flips" not in ctx.cache:
-        ctx.cache["keras_flips"] = layer_flips(ctx.model, ctx.require_calibration())
-    return ctx.cache["keras_flips"]
+    once per export (``ctx.once``)."""
+    return ctx.once("keras_flips", lambda: layer_flips(ctx.model, ctx.require_calibration()))

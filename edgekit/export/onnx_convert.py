@@ -31,7 +31,7 @@ import numpy as np
 from .context import ConversionContext
 from .errors import converting
 from .inputs import has_adapter
-from .options import ActivationType, CalibrationMethod, OnnxQuantFormat
+from .options import ONNX_INT8, ActivationType, CalibrationMethod, Int8Head, OnnxQuantFormat
 
 OPSET = 17
 INPUT_NAME = "input"
@@ -90,10 +90,11 @@ def _frozen_forward(model, input_shape: tuple[int, int, int], nchw: bool):
 def float_graph(ctx: ConversionContext) -> bytes:
     """The float ONNX graph of the context's model, converted once per export (the fp32 file,
     int8 quantization and the .ort files all start from it)."""
-    if "onnx/fp32" not in ctx.cache:
+    def convert() -> bytes:
         with converting(TF2ONNX):  # named as such under every target that needs it (onnx, ort)
-            ctx.cache["onnx/fp32"] = keras_to_onnx(ctx.model, ctx.input_shape, ctx.options.nchw)
-    return ctx.cache["onnx/fp32"]
+            return keras_to_onnx(ctx.model, ctx.input_shape, ctx.options.nchw)
+
+    return ctx.once("onnx/fp32", convert)
 
 
 def convert_fp32(ctx: ConversionContext) -> bytes:
@@ -191,7 +192,7 @@ def quantize(ctx: ConversionContext, fmt: OnnxQuantFormat, act: ActivationType,
             activation_type=q.QuantType.QInt8 if act is ActivationType.INT8 else q.QuantType.QUInt8,
             weight_type=q.QuantType.QInt8, per_channel=True, reduce_range=reduce_range,
             calibrate_method=getattr(q.CalibrationMethod, _METHODS[method]),
-            nodes_to_exclude=(float_nodes(pre, ctx.options.int8_head == "float", has_adapter(ctx.model))
+            nodes_to_exclude=(float_nodes(pre, ctx.options.int8_head is Int8Head.FLOAT, has_adapter(ctx.model))
                               + with_fused_producers(pre, exclude)),
             extra_options=extra,
         )
@@ -207,7 +208,7 @@ def _learned_overrides(ctx: ConversionContext, pre: Path) -> dict:
     graph = onnx.load(str(pre)).graph
     adapter = adapter_node(graph) if has_adapter(ctx.model) else None
     overrides, done = onnx_overrides(graph, ctx.learned_ranges, adapter)
-    ctx.notes.setdefault("onnx/int8", {})["qat"] = done.notes(ctx.learned_ranges)
+    ctx.notes.setdefault(ONNX_INT8, {})["qat"] = done.notes(ctx.learned_ranges)
     return overrides
 
 

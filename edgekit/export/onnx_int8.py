@@ -16,7 +16,7 @@ from . import budget, onnx_sensitivity
 from .context import ConversionContext
 from .errors import ConverterError
 from .onnx_convert import choose_calibration_method, compact, int8_weights_for_float_head, quantize
-from .options import ActivationType, CalibrationMethod, OnnxQuantFormat
+from .options import ONNX_INT8, ActivationType, CalibrationMethod, Int8Head, OnnxQuantFormat
 
 
 def convert_int8(ctx: ConversionContext) -> bytes:
@@ -25,9 +25,7 @@ def convert_int8(ctx: ConversionContext) -> bytes:
 
 def int8_graph(ctx: ConversionContext) -> bytes:
     """The int8 ONNX graph, quantized once per export (the .ort int8 file converts the same one)."""
-    if "onnx/int8" not in ctx.cache:
-        ctx.cache["onnx/int8"] = _quantize_int8(ctx)
-    return ctx.cache["onnx/int8"]
+    return ctx.once(ONNX_INT8, lambda: _quantize_int8(ctx))
 
 
 def _quantize_int8(ctx: ConversionContext) -> bytes:
@@ -38,12 +36,12 @@ def _quantize_int8(ctx: ConversionContext) -> bytes:
     chosen, chosen_why = choose_calibration_method(ctx)
     if ctx.learned_ranges is not None:  # the calibrator only fills tensors no QAT range covers
         chosen, chosen_why = CalibrationMethod.MINMAX, "QAT run: learned ranges; minmax for the tensors they do not cover"
-    notes = ctx.notes["onnx/int8"] = {
+    notes = ctx.notes[ONNX_INT8] = {
         "target": opts.target.name,
         "quant_format": fmt.value, "activation_type": act.value, "weight_type": "int8",
         "per_channel": True,
         "calibration_method": chosen.value, "calibration_method_why": chosen_why,
-        "float_head": opts.int8_head == "float",
+        "float_head": opts.int8_head is Int8Head.FLOAT,
         "why": _why(opts.onnx_quant_format, opts.onnx_activation_type, f"target {opts.target.name}: {auto.reason}"),
     }
 
@@ -56,14 +54,14 @@ def _quantize_int8(ctx: ConversionContext) -> bytes:
 
     def build(kept: list[str]) -> bytes:
         data = quantize(ctx, fmt, act, method(), exclude=kept, reduce_range=reduce_range)
-        if opts.int8_head == "float":
+        if opts.int8_head is Int8Head.FLOAT:
             data, notes["int8_weight_float_nodes"] = int8_weights_for_float_head(data)
         data, removed = compact(data)
         notes["compacted"] = asdict(removed)
         return data
 
     layout = "NCHW" if opts.nchw else "NHWC"
-    return budget.apply(ctx, "onnx/int8", _plain(ctx, build, notes), ".onnx", build=build, layout=layout,
+    return budget.apply(ctx, ONNX_INT8, _plain(ctx, build, notes), ".onnx", build=build, layout=layout,
                         ranking=lambda: onnx_sensitivity.ranked_nodes(ctx, act, method(), reduce_range))
 
 

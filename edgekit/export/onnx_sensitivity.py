@@ -28,10 +28,8 @@ def ranked_nodes(ctx: ConversionContext, act: ActivationType, method: Calibratio
     the expected top-1 flips of the Keras layer each names (``keras_sensitivity``), then by SQNR."""
     from .keras_sensitivity import keras_flips, rank
 
-    if "onnx/ranked" not in ctx.cache:
-        by_sqnr = [node for node, _ in node_sqnr(ctx, act, method, reduce_range)]
-        ctx.cache["onnx/ranked"] = rank(by_sqnr, keras_flips(ctx))
-    return ctx.cache["onnx/ranked"]
+    return ctx.once("onnx/ranked", lambda: rank([node for node, _ in node_sqnr(ctx, act, method, reduce_range)],
+                                               keras_flips(ctx)))
 
 
 def node_sqnr(ctx: ConversionContext, act: ActivationType, method: CalibrationMethod,

@@ -37,6 +37,24 @@ class Precision(str, Enum):
     INT8 = "int8"  # full-integer: int8 weights and activations, calibrated
 
 
+def target_key(fmt: Format, precision: Precision) -> str:
+    """A (format, precision) row's name: the key of its notes in the report, e.g. ``tflite/int8``."""
+    return f"{fmt.value}/{precision.value}"
+
+
+TFLITE_INT8 = target_key(Format.TFLITE, Precision.INT8)
+ONNX_INT8 = target_key(Format.ONNX, Precision.INT8)
+ORT_INT8 = target_key(Format.ORT, Precision.INT8)
+
+
+class Int8Head(str, Enum):
+    """The int8 strategy's head: where the classifier (fully connected + softmax) runs. Layers
+    kept float beyond it are chosen by the accuracy budget (budget.py), not here."""
+
+    FLOAT = "float"  # float activations, int8 weights (TFLite hybrid ops; ONNX float nodes)
+    INT8 = "int8"  # fully in int8, like every other layer
+
+
 class CalibrationMethod(str, Enum):
     """How activation ranges are chosen (ONNX Runtime's CalibrationMethod; TFLite always uses min/max)."""
 
@@ -98,7 +116,9 @@ class ExportOptions:
     formats: tuple[Format, ...] = (Format.TFLITE,)
     precisions: tuple[Precision, ...] = (Precision.FP32,)
     out_dir: Path | None = None  # default: the run folder, or the .keras file's folder
-    calibration: str | None = None  # any source load_split accepts; default: the run's data
+    # Any source load_split accepts, or a Python caller's own edgekit.data.CalibrationData (an
+    # iterable of preprocessed float32 batches); default: the run's data.
+    calibration: object = None
     num_calibration: int | None = None  # default: min(300, images available)
     # None: percentile when the calibration activations fit in memory, else minmax (see
     # onnx_convert.choose_calibration_method).
@@ -107,7 +127,7 @@ class ExportOptions:
     io: IoType = IoType.AUTO  # TFLite int8 input/output types; AUTO: uint8 pixels in
     input_color: InputColor = InputColor.RGB  # a grayscale model gets an RGB input
     embedding: bool = False  # export the pooled features instead of the classifier
-    int8_head: str = "float"  # int8: "float" keeps FC + softmax out of int8 activations; "int8"
+    int8_head: Int8Head = Int8Head.FLOAT  # int8: where the classifier runs (Int8Head)
     nchw: bool = False  # ONNX and ORT: NCHW input (a transpose in front of the NHWC graph)
     # The device the files are for (edgekit.devices): its ONNX int8 flavour, and recorded in the
     # files' metadata. A name is looked up at construction; "host": this machine's row.
@@ -134,8 +154,7 @@ class ExportOptions:
         object.__setattr__(self, "input_color", parse_choice(self.input_color, InputColor, "--input-color"))
         if self.float_io and self.io not in (IoType.AUTO, IoType.FLOAT):
             raise ValueError(f"--float-io and --io {self.io.value} contradict each other; use --io float")
-        if self.int8_head not in ("float", "int8"):
-            raise ValueError(f"int8_head got {self.int8_head!r}; expected float or int8")
+        object.__setattr__(self, "int8_head", parse_choice(self.int8_head, Int8Head, "--int8-head"))
         object.__setattr__(self, "max_accuracy_drop", parse_budget(self.max_accuracy_drop))
         object.__setattr__(self, "min_agreement", parse_min_agreement(self.min_agreement))
 

@@ -39,7 +39,7 @@ from edgekit.runtime.spec import METADATA_KEY
 from . import onnx_convert, onnx_int8
 from .context import ConversionContext
 from .errors import converting
-from .options import ActivationType
+from .options import ONNX_INT8, ORT_INT8, ActivationType
 
 TOOL = "onnxruntime (ORT format)"
 LEVEL = "all"
@@ -54,8 +54,8 @@ def convert_fp32(ctx: ConversionContext) -> bytes:
 
 def convert_int8(ctx: ConversionContext) -> bytes:
     data = onnx_int8.int8_graph(ctx)
-    int8 = ctx.notes["onnx/int8"]["activation_type"] == ActivationType.INT8.value
-    ctx.notes["ort/int8"] = {**ctx.notes["onnx/int8"], **_notes(int8_activations=int8)}
+    int8 = ctx.notes[ONNX_INT8]["activation_type"] == ActivationType.INT8.value
+    ctx.notes[ORT_INT8] = {**ctx.notes[ONNX_INT8], **_notes(int8_activations=int8)}
     return onnx_to_ort(data, ctx.workdir / "int8", int8_activations=int8)
 
 

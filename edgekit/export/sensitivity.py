@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .context import ConversionContext
+from .options import Int8Head
 from .tflite_convert import int8_converter, representative_dataset
 
 DEBUG_SAMPLES = 100  # calibration samples the debugger compares float and int8 on
@@ -51,20 +52,22 @@ class LayerError:
 
 
 def _debugger(ctx: ConversionContext):
-    if "debugger" not in ctx.cache:
-        import tensorflow as tf
+    return ctx.once("debugger", lambda: _run_debugger(ctx))
 
-        sample = ctx.require_calibration()[:DEBUG_SAMPLES]
-        with warnings.catch_warnings():  # the debugger uses tf.lite.Interpreter, deprecated in TF 2.20
-            warnings.simplefilter("ignore", UserWarning)
-            options = tf.lite.experimental.QuantizationDebugOptions(
-                layer_direct_compare_metrics={"sqnr_db": sqnr_db})
-            debugger = tf.lite.experimental.QuantizationDebugger(
-                converter=int8_converter(ctx, float_io=True), debug_dataset=representative_dataset(sample),
-                debug_options=options)
-            debugger.run()
-        ctx.cache["debugger"] = debugger
-    return ctx.cache["debugger"]
+
+def _run_debugger(ctx: ConversionContext):
+    import tensorflow as tf
+
+    sample = ctx.require_calibration()[:DEBUG_SAMPLES]
+    with warnings.catch_warnings():  # the debugger uses tf.lite.Interpreter, deprecated in TF 2.20
+        warnings.simplefilter("ignore", UserWarning)
+        options = tf.lite.experimental.QuantizationDebugOptions(
+            layer_direct_compare_metrics={"sqnr_db": sqnr_db})
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=int8_converter(ctx, float_io=True), debug_dataset=representative_dataset(sample),
+            debug_options=options)
+        debugger.run()
+    return debugger
 
 
 def sqnr_db(float_values, quantized_values, scale: float, zero_point: int) -> float:
@@ -78,8 +81,10 @@ def sqnr_db(float_values, quantized_values, scale: float, zero_point: int) -> fl
 
 def layer_errors(ctx: ConversionContext) -> list[LayerError]:
     """Per-layer int8 error of the TFLite int8 model, worst (largest RMSE/scale) first."""
-    if "layers" in ctx.cache:
-        return ctx.cache["layers"]
+    return ctx.once("layers", lambda: _layer_errors(ctx))
+
+
+def _layer_errors(ctx: ConversionContext) -> list[LayerError]:
     dump = io.StringIO()
     _debugger(ctx).layer_statistics_dump(dump)
     rows = []
@@ -93,8 +98,7 @@ def layer_errors(ctx: ConversionContext) -> list[LayerError]:
                          num_elements=int(float(row["num_elements"])),
                          sqnr_db=float(row.get("sqnr_db") or math.inf)))
     rows.sort(key=lambda r: -r["rmse_over_scale"])
-    ctx.cache["layers"] = [LayerError(rank=i + 1, **r) for i, r in enumerate(rows)]
-    return ctx.cache["layers"]
+    return [LayerError(rank=i + 1, **r) for i, r in enumerate(rows)]
 
 
 def report_csv(layers: list[LayerError]) -> bytes:
@@ -122,7 +126,7 @@ def ranked_tensors(ctx: ConversionContext) -> list[str]:
     keeps float anyway (the float head's fully connected and softmax ops)."""
     from .float_head import DENYLIST_OPS
 
-    skip = set(DENYLIST_OPS) if ctx.options.int8_head == "float" else set()
+    skip = set(DENYLIST_OPS) if ctx.options.int8_head is Int8Head.FLOAT else set()
     from .keras_sensitivity import keras_flips, rank
 
     layers = sorted(layer_errors(ctx), key=lambda layer: layer.sqnr_db)

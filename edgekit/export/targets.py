@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import onnx_convert, onnx_int8, ort_convert, tflite_convert, tflite_int8
-from .options import Format, Precision
+from .options import Format, Precision, target_key
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class Target:
 
     @property
     def key(self) -> str:
-        return f"{self.format.value}/{self.precision.value}"
+        return target_key(self.format, self.precision)
 
 
 # The operators a reduced ONNX Runtime build must include for the .ort file (--include_ops_by_config).

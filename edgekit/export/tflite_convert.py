@@ -17,6 +17,7 @@ from typing import Iterator
 import numpy as np
 
 from .context import ConversionContext
+from .options import TFLITE_INT8
 from .inputs import IoType, has_adapter
 
 PIXEL_RANGE = (0.0, 255.0)
@@ -75,14 +76,13 @@ def int8_converter(ctx: ConversionContext, float_io: bool | None = None):
 
 def calibrated_model(ctx: ConversionContext) -> bytes:
     """The float model with recorded activation ranges (what TFLite quantizes from)."""
-    if "calibrated" not in ctx.cache:
+    def calibrate() -> bytes:
         conv = int8_converter(ctx, float_io=True)
         conv._experimental_calibrate_only = True  # noqa: SLF001 - the debugger's own route
         calibrated = conv.convert()
-        if ctx.learned_ranges is not None:
-            calibrated = _learned(ctx, calibrated)
-        ctx.cache["calibrated"] = calibrated
-    return ctx.cache["calibrated"]
+        return _learned(ctx, calibrated) if ctx.learned_ranges is not None else calibrated
+
+    return ctx.once("calibrated", calibrate)
 
 
 def _learned(ctx: ConversionContext, calibrated: bytes) -> bytes:
@@ -90,7 +90,7 @@ def _learned(ctx: ConversionContext, calibrated: bytes) -> bytes:
     from .qat_ranges import inject_tflite
 
     data, done = inject_tflite(calibrated, ctx.learned_ranges, has_adapter(ctx.model))
-    ctx.notes.setdefault("tflite/int8", {})["qat"] = done.notes(ctx.learned_ranges)
+    ctx.notes.setdefault(TFLITE_INT8, {})["qat"] = done.notes(ctx.learned_ranges)
     return data
 
 
