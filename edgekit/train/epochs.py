@@ -29,7 +29,9 @@ from pathlib import Path
 
 import keras
 
-from .runstate import CHECKPOINTS, atomic_save_weights, best_weights_name
+from edgekit.run_record import CHECKPOINTS
+
+from .runstate import atomic_save_weights, best_weights_name
 
 AUTO = "auto"
 TARGET_STEPS = 6300  # Fashion-MNIST's tuned recipe: 54,000 images x 15 epochs / batch 128
