@@ -200,7 +200,7 @@ def check_run(path: str | os.PathLike, label: str = "run folder") -> Path:
         raise ValueError(f"{label} {str(path)!r} is not a folder")
     missing = [name for name in (MODEL, RECORD) if not (p / name).is_file()]
     if missing:
-        raise ValueError(f"{label} {str(path)!r} is not an edgekit run: it has no {' and no '.join(missing)}")
+        raise ValueError(f"{label} {str(path)!r} is a folder without {' and '.join(missing)} (not an edgekit run)")
     return p
 
 

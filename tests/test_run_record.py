@@ -93,9 +93,9 @@ def test_a_folder_that_is_not_a_run_is_one_line_naming_it_and_what_it_lacks(tmp_
     empty.mkdir()
     with pytest.raises(ValueError) as exc:
         check_run(empty)
-    assert repr(str(empty)) in _one_line(exc) and f"no {MODEL} and no {RECORD}" in str(exc.value)
+    assert repr(str(empty)) in _one_line(exc) and f"a folder without {MODEL} and {RECORD}" in str(exc.value)
     half = _run(tmp_path / "half", doc=None)
-    with pytest.raises(ValueError, match=f"has no {RECORD}") as exc:
+    with pytest.raises(ValueError, match=f"without {RECORD}") as exc:
         load_run(half, "RUN")
     assert _one_line(exc).startswith(f"RUN {str(half)!r}")
     with pytest.raises(ValueError, match="does not exist") as exc:
