@@ -41,8 +41,8 @@ from edgekit.data import fit_colour_pca, load_split, parse_augment
 from edgekit.data.sources import LabeledImages
 from edgekit.messages import stderr
 from edgekit.models import count_model, create_model, get_spec
-from edgekit.run_record import (CHECKPOINTS, CURVE, HISTORY, LR_FIND_JSON, LR_FIND_PNG, MODEL, RECORD, STATE, TENSORBOARD,
-                                RunRecord, is_run, read_record, write_record)
+from edgekit.run_record import (CHECKPOINTS, CURVE, HISTORY, LR_FIND_JSON, LR_FIND_PNG, MODEL, RECORD, STATE,
+                                TENSORBOARD, RunRecord, is_run, read_record, write_record)
 from edgekit.runtime.spec import PreprocessSpec
 
 from . import lr_find, pretrained
