@@ -4,8 +4,9 @@ the target, so that a reader sees the old file or the complete new one, never ha
 Durability policy (one for all of edgekit): the temporary file's data is flushed to disk
 (``os.fsync``) before the rename; the folder itself is not fsynced. After a crash the target is
 therefore either the old file or the complete new one: the rename may be lost, the data it
-publishes may not. Used by the run folder writer (train), the export writer, evaluation's
-outputs, plots, and the runtime's metadata writer. Standard library only.
+publishes may not. Used by edgekit's file writers: the run record (edgekit.run_record)
+and train's checkpoints, models and downloaded weights, the export writer, evaluation's
+outputs, IDX files, plots, and the runtime's metadata writer. Standard library only.
 """
 
 from __future__ import annotations

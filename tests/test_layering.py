@@ -29,25 +29,28 @@ BASE = {"edgekit", "edgekit.devices", "edgekit.messages", "edgekit.tempfiles"}
 # models, data, the runtime (to validate what it wrote) and profile (to time what it wrote);
 # profile uses the runtime (and models to count a Keras model); cli may use every layer.
 # evaluation, qat, filters and benchmark are the layers STYLE.md does not map: each sits above
-# what it evaluates, fine-tunes, reads or measures.
+# what it evaluates, fine-tunes, reads or measures. run_record (the run folder's file names and
+# its edgekit.json record, STYLE.md "One home per concept") sits just above the runtime, whose
+# PreprocessSpec it types the record with, so that every layer that reads or writes a run folder
+# (train, evaluation, export, profile, qat, filters, benchmark, cli) asks it.
 LAYERS = {
     "models": set(),
     "runtime": set(),
+    "run_record": {"runtime"},
     "data": {"runtime"},
-    "profile": {"runtime", "models"},
-    "train": {"models", "data", "runtime"},
-    "evaluation": {"models", "data", "runtime", "train"},
-    "export": {"models", "data", "runtime", "profile"},
-    "qat": {"models", "data", "runtime", "train"},
-    "filters": {"models", "runtime", "export"},
-    "benchmark": {"models", "data", "runtime", "profile", "export"},
-    "cli": {"models", "runtime", "data", "profile", "train", "evaluation", "export", "qat", "filters", "benchmark"},
+    "profile": {"runtime", "models", "run_record"},
+    "train": {"models", "data", "runtime", "run_record"},
+    "evaluation": {"models", "data", "runtime", "train", "run_record"},
+    "export": {"models", "data", "runtime", "profile", "run_record"},
+    "qat": {"models", "data", "runtime", "train", "run_record"},
+    "filters": {"models", "runtime", "export", "run_record"},
+    "benchmark": {"models", "data", "runtime", "profile", "export", "run_record"},
+    "cli": {"models", "runtime", "data", "profile", "train", "evaluation", "export", "qat", "filters", "benchmark",
+            "run_record"},
 }
 
 # (importer, imported) edges allowed for now, each with what removes it.
 KNOWN_UPWARD = {
-    ("edgekit.profile.keras_profile", "edgekit.export.source"):
-        "issue 15 item 3: profile loads a run folder through export; the run record will own loading a run",
     ("edgekit.train.evaluate", "edgekit.evaluation"):
         "issue 15 item 3 / issue 14: train/evaluate.py is evaluation's Keras scorer living in train; "
         "moving it into edgekit.evaluation touches train (issue 14's files)",

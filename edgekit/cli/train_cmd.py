@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from edgekit.run_record import MODEL, RECORD
+
 from .common import (emit_json, native_stderr_silenced, quiet_missing_glyphs, quiet_tensorflow, run_checked,
                      run_options, stdout_to_stderr)
 
@@ -16,7 +18,7 @@ DEFAULT_AUGMENT = "crop,scale"
 @click.argument("arch")
 @click.option("--data", required=True, help="Image folder, IDX folder or .npz file.")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
-              help="Run directory to write (model.keras, edgekit.json, ...).")
+              help=f"Run directory to write ({MODEL}, {RECORD}, ...).")
 @click.option("--input-size", type=click.IntRange(1), default=None, help="Square input size N.")
 @click.option("--channels", type=click.Choice(["1", "3"]), default=None,
               help="Model input channels (default: 1 for grayscale IDX/npz data, else 3).")
@@ -83,7 +85,7 @@ def train_command(arch, data, out, input_size, channels, alpha, epochs, batch_si
     click.echo(f"trained {arch} on {meta['data']['images']} images in {meta['wall_seconds_this_invocation']} s "
                f"({meta['images_per_second_median'] or 0:.0f} images/s); last epoch's accuracy "
                f"{final.get('accuracy', float('nan')):.4f}, validation "
-               f"{final.get('val_accuracy', float('nan')):.4f}{kept}; wrote {out}/model.keras")
+               f"{final.get('val_accuracy', float('nan')):.4f}{kept}; wrote {out}/{MODEL}")
 
 
 @click.command("augment")

@@ -19,6 +19,7 @@ import tensorflow as tf
 from edgekit.data.errors import DataError
 from edgekit.data.pipeline import make_dataset
 from edgekit.data.sources import LabeledImages
+from edgekit.messages import first_line
 from edgekit.runtime.spec import PreprocessSpec
 
 
@@ -47,8 +48,7 @@ class ImageCalibration:
                 yield x
         except tf.errors.OpError as exc:
             # A file that Pillow decoded at load time but tf cannot (or one changed since).
-            first_line = exc.message.splitlines()[0] if exc.message else type(exc).__name__
-            raise DataError(f"calibration data {self.data.source} cannot be decoded: {first_line}") from None
+            raise DataError(f"calibration data {self.data.source} cannot be decoded: {first_line(exc)}") from None
 
 
 class ArrayCalibration:

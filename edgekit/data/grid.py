@@ -13,6 +13,7 @@ from edgekit.data.errors import DataError
 from edgekit.data.pipeline import pixel_dataset
 from edgekit.data.sources import LabeledImages
 from edgekit.runtime.spec import PreprocessSpec
+from edgekit.tempfiles import atomic_write_with
 
 
 def augment_grid(
@@ -43,10 +44,5 @@ def augment_grid(
         ax.set_title(data.class_names[label], fontsize=7)
         ax.axis("off")
     fig.suptitle(", ".join(config.enabled) or "no augmentation", fontsize=9)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        fig.savefig(tmp, format="png", dpi=100)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_with(out, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     return out

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.data.errors import DataError
+from edgekit.tempfiles import atomic_write_bytes
 
 # IDX dtype code -> big-endian numpy dtype
 IDX_DTYPES: dict[int, np.dtype] = {
@@ -97,6 +98,4 @@ def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> None:
     data = header + body
     if str(path).endswith(".gz"):
         data = gzip.compress(data, mtime=0)  # mtime=0: identical input, identical file
-    tmp = Path(f"{path}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    atomic_write_bytes(Path(path), data)

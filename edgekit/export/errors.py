@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator
 
+from edgekit.messages import first_line
+
 
 class ExportError(ValueError):
     """An export that cannot be done or whose result is unusable; one-line message."""
@@ -32,8 +34,7 @@ class ConverterError(RuntimeError):
 
 def describe(exc: BaseException) -> str:
     """``ExcType: first non-empty line of the message`` (MLIR and tf2onnx errors run to pages)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return f"{type(exc).__name__}: {first_line(exc).rstrip()}" if str(exc).strip() else type(exc).__name__
 
 
 @contextlib.contextmanager

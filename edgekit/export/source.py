@@ -1,16 +1,15 @@
 """What is being exported: a run folder (model.keras + edgekit.json, written by ``edgekit
-train``) or a bare .keras file, with its preprocessing, class names and training data."""
+train``; see :mod:`edgekit.run_record`) or a bare .keras file, with its preprocessing, class
+names and training data."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgekit.run_record import MODEL, RECORD, RunRecord, model_file, read_record
 from edgekit.runtime.spec import PreprocessSpec
 
-RUN_MODEL = "model.keras"
-RUN_INFO = "edgekit.json"
 DEFAULT_MEAN_STD = 127.5
 
 
@@ -33,14 +32,14 @@ def load_source(path: str | Path, preprocess: PreprocessSpec | None = None) -> E
     if path.is_dir():
         return _load_run(path, preprocess)
     if path.suffix != ".keras":
-        raise ValueError(f"MODEL got {str(path)!r}; expected a run folder (with {RUN_MODEL}) or a .keras file")
+        raise ValueError(f"MODEL got {str(path)!r}; expected a run folder (with {MODEL}) or a .keras file")
     if not path.is_file():
         raise ValueError(f"model file {str(path)!r} does not exist")
     model = _load_keras(path)
     warnings = []
     if preprocess is None:
         preprocess = spec_from_model(model)
-        warnings.append(f"{path.name} has no edgekit.json: preprocessing taken from its input shape "
+        warnings.append(f"{path.name} has no {RECORD}: preprocessing taken from its input shape "
                         f"{preprocess.size[0]}x{preprocess.size[1]}x{preprocess.channels} with "
                         f"mean/std {DEFAULT_MEAN_STD}/{DEFAULT_MEAN_STD}")
     source = ExportSource(model, path.stem, path.parent, preprocess, warnings=warnings)
@@ -49,40 +48,30 @@ def load_source(path: str | Path, preprocess: PreprocessSpec | None = None) -> E
 
 
 def _load_run(run: Path, preprocess: PreprocessSpec | None) -> ExportSource:
-    model_path, info_path = run / RUN_MODEL, run / RUN_INFO
-    if not model_path.is_file():
-        raise ValueError(f"run folder {str(run)!r} has no {RUN_MODEL}")
-    info: dict = {}
-    if info_path.is_file():
-        try:
-            info = json.loads(info_path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{str(info_path)!r} is not valid JSON: {exc}") from None
-        if not isinstance(info, dict):
-            raise ValueError(f"{str(info_path)!r} got a {type(info).__name__}; expected a JSON object")
+    model_path = model_file(run)  # ValueError when the folder has no model.keras
+    info = read_record(run, required=False) or RunRecord()
+    info_path = run / RECORD
     model = _load_keras(model_path)
     warnings = []
-    if preprocess is None and "preprocess" in info:
-        preprocess = PreprocessSpec.from_dict(info["preprocess"])
+    if preprocess is None and info.preprocess is not None:
+        preprocess = info.preprocess
     elif preprocess is None:
         preprocess = spec_from_model(model)
         warnings.append(f"{info_path} records no preprocessing: using the model's input shape and "
                         f"mean/std {DEFAULT_MEAN_STD}/{DEFAULT_MEAN_STD}")
-    data = info.get("data") if isinstance(info.get("data"), dict) else {}
     source = ExportSource(model, run.resolve().name, run, preprocess,
-                          class_names=tuple(str(n) for n in info.get("class_names", ())),
-                          architecture=str(info.get("architecture", "")),
-                          data_path=data.get("path"), warnings=warnings, qat_ranges=_qat_ranges(info, info_path))
+                          class_names=info.class_names or (), architecture=info.architecture or "",
+                          data_path=info.data_path, warnings=warnings, qat_ranges=_qat_ranges(info, info_path))
     _check_input(source)
     return source
 
 
-def _qat_ranges(info: dict, info_path: Path) -> dict | None:
-    if "qat" not in info:
+def _qat_ranges(info: RunRecord, info_path: Path) -> dict | None:
+    if "qat" not in info.extra:
         return None
     from .qat_ranges import check_ranges
 
-    qat = info["qat"]
+    qat = info.qat
     try:
         return check_ranges(qat.get("ranges") if isinstance(qat, dict) else None)
     except ValueError as exc:

@@ -211,12 +211,10 @@ def _layers(model):
 def _read_keras(path: Path, layer: str | None) -> ConvKernels:
     import keras
 
-    from edgekit.export.source import RUN_MODEL
     from edgekit.models.safe_load import load_keras_model
+    from edgekit.run_record import model_file
 
-    file = path / RUN_MODEL if path.is_dir() else path
-    if path.is_dir() and not file.is_file():
-        raise ValueError(f"run folder {str(path)!r} has no {RUN_MODEL}")
+    file = model_file(path)  # ValueError for a folder without model.keras
     if not file.exists():
         raise ValueError(f"model file {str(file)!r} does not exist")
     model = load_keras_model(file)

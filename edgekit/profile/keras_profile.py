@@ -14,14 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.run_record import model_file
+
 from .runners import Loaded
 from .static import OpStat, StaticReport
-
-_RUN_MODEL = "model.keras"
-
-
-def model_file(path: Path) -> Path:
-    return path / _RUN_MODEL if path.is_dir() else path
 
 
 def _set_threads(threads: int) -> str | None:
@@ -40,18 +36,25 @@ def _set_threads(threads: int) -> str | None:
 
 def load_keras(path: Path, threads: int, batch: int) -> tuple[Loaded, StaticReport, list[str]]:
     """(timed call, static figures, notes) for a .keras file or run folder."""
-    from edgekit.export.source import load_source
     from edgekit.models import count_model
+    from edgekit.models.safe_load import load_keras_model
 
+    file = model_file(path)  # a run folder's model.keras
+    if not file.is_file():
+        raise ValueError(f"model file {str(file)!r} does not exist")
     notes = [n for n in [_set_threads(threads)] if n]
     start = time.perf_counter_ns()
-    model = load_source(path).model
+    model = load_keras_model(file)  # safe mode; one-line ValueError when refused or unreadable
     init_ms = (time.perf_counter_ns() - start) / 1e6
-    shape = (batch, *(int(d) for d in model.inputs[0].shape[1:]))
+    dims = tuple(model.inputs[0].shape[1:])
+    if len(model.inputs) != 1 or None in dims:
+        raise ValueError(f"{str(file)!r} has {len(model.inputs)} input(s), the first of shape {dims}; "
+                         "edgekit profiles models with one input of fixed shape")
+    shape = (batch, *(int(d) for d in dims))
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     counted = count_model(model)
     ops = tuple(OpStat(i, row.name, row.type, row.macs, "float") for i, row in enumerate(counted.layers))
-    static = StaticReport("keras", model_file(path).stat().st_size, counted.params, ops,
+    static = StaticReport("keras", file.stat().st_size, counted.params, ops,
                           "Keras layer shapes (edgekit.models.count_model)")
     loaded = Loaded(lambda: model.predict_on_batch(x), "keras", init_ms, [shape], None, keep=model)
     return loaded, static, notes

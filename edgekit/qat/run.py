@@ -22,18 +22,19 @@ int8 model drift from the original wherever the labels allow.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import keras
 import numpy as np
 
 from edgekit import __version__
+from edgekit.messages import stderr
+from edgekit.run_record import CHECKPOINTS, HISTORY, MODEL, RECORD, RunRecord, load_run, write_record
 
 TARGETS = ("distill", "labels")
 STRATEGIES = ("default", "mirrored")  # multi-worker: every worker would write --out; not done
@@ -41,7 +42,7 @@ PARTIAL_SUFFIX = ".qat-partial"
 
 
 def log(msg: str) -> None:
-    print(f"edgekit qat: {msg}", file=sys.stderr, flush=True)
+    stderr(f"edgekit qat: {msg}")
 
 
 @dataclass(frozen=True)
@@ -74,19 +75,12 @@ def partial_dir(out: Path) -> Path:
     return out.parent / f".{out.name}{PARTIAL_SUFFIX}"
 
 
-def read_source(run: str) -> dict:
-    """The trained run's metadata; ValueError naming RUN when it is no edgekit run."""
-    from edgekit.train.transfer import is_run_dir, read_run_metadata
-
-    path = Path(run)
-    if not path.exists():
-        raise ValueError(f"RUN got {run!r}: no such folder")
-    if not is_run_dir(path):
-        raise ValueError(f"RUN got {run!r}: not an edgekit run (expected a folder with model.keras and edgekit.json)")
-    meta = read_run_metadata(path)
-    if not isinstance(meta, dict) or "preprocess" not in meta:
-        raise ValueError(f"RUN got {run!r}: its edgekit.json records no preprocessing; not an edgekit run")
-    if "qat" in meta:
+def read_source(run: str) -> RunRecord:
+    """The trained run's record; ValueError naming RUN when it is no edgekit run."""
+    meta = load_run(run, "RUN").record
+    if meta.preprocess is None:
+        raise ValueError(f"RUN got {run!r}: its {RECORD} records no preprocessing; not an edgekit run")
+    if "qat" in meta.extra:
         raise ValueError(f"RUN got {run!r}: it is a QAT run already; fine-tune the run it came from")
     return meta
 
@@ -110,11 +104,11 @@ def _check_out(cfg: QatConfig) -> tuple[Path, Path, dict | None]:
     return out, work, state
 
 
-def _data(cfg: QatConfig, meta: dict):
+def _data(cfg: QatConfig, meta: RunRecord):
     from edgekit.data import load_split
 
-    run_cfg = meta.get("config", {}) if isinstance(meta.get("config"), dict) else {}
-    data_path = cfg.data or (meta.get("data") or {}).get("path")
+    run_cfg = meta.config or {}
+    data_path = cfg.data or meta.data_path
     if not data_path:
         raise ValueError("the run records no training data; pass --data")
     train = load_split(data_path, run_cfg.get("split", "train"), val_fraction=run_cfg.get("val_fraction", 0.1),
@@ -151,10 +145,9 @@ def qat(cfg: QatConfig) -> dict:
 
     from edgekit.data import parse_augment
     from edgekit.models.safe_load import load_keras_model
-    from edgekit.runtime.spec import PreprocessSpec
     from edgekit.train.dataset import EpochData
-    from edgekit.train.runstate import (EpochCheckpoint, atomic_save_model, atomic_write_text, load_checkpoint,
-                                        remove_stale_temps, trim_history)
+    from edgekit.train.runstate import (EpochCheckpoint, atomic_save_model, load_checkpoint, remove_stale_temps,
+                                        trim_history)
     from edgekit.train.strategy import make_strategy
 
     from .transform import learned_ranges, qat_model, write_back
@@ -164,12 +157,10 @@ def qat(cfg: QatConfig) -> dict:
     strategy = make_strategy(cfg.strategy)
     meta = read_source(cfg.run)
     out, work, state = _check_out(cfg)
-    source = Path(cfg.run) / "model.keras"
-    floating = load_keras_model(source)
+    floating = load_keras_model(Path(cfg.run) / MODEL)
     teacher = floating if cfg.target == "distill" else None  # unchanged until write_back, after fit
     train_data, augment = _data(cfg, meta)
-    spec = PreprocessSpec.from_dict(meta["preprocess"])
-    feed = EpochData(train_data, spec, cfg.batch_size, parse_augment(augment), None, cfg.seed)
+    feed = EpochData(train_data, meta.preprocess, cfg.batch_size, parse_augment(augment), None, cfg.seed)
     t0 = time.perf_counter()
     with strategy.scope():
         # Refuses unsupported layers (UnsupportedLayer) before anything is written.
@@ -186,22 +177,22 @@ def qat(cfg: QatConfig) -> dict:
         if start < cfg.epochs:
             h = model.fit(_batches(feed, start, cfg.epochs, teacher), epochs=cfg.epochs, initial_epoch=start,
                           steps_per_epoch=feed.steps, shuffle=False, verbose=2 if not sys.stderr.isatty() else 1,
-                          callbacks=[keras.callbacks.CSVLogger(str(work / "history.csv"), append=True),
+                          callbacks=[keras.callbacks.CSVLogger(str(work / HISTORY), append=True),
                                      EpochCheckpoint(work, "qat", {"config": asdict(cfg)})])
             history = {k: [float(x) for x in v] for k, v in h.history.items()}
     write_back(model, floating)
     result = _metadata(cfg, meta, history, learned_ranges(model), time.perf_counter() - t0, strategy)
-    atomic_save_model(floating, work / "model.keras")
-    atomic_write_text(work / "edgekit.json", json.dumps(result, indent=2))
-    shutil.rmtree(work / "checkpoints", ignore_errors=True)
+    atomic_save_model(floating, work / MODEL)
+    write_record(work, result)
+    shutil.rmtree(work / CHECKPOINTS, ignore_errors=True)
     os.replace(work, out)  # the run appears complete or not at all
-    return result
+    return result.to_dict()
 
 
-def _metadata(cfg: QatConfig, meta: dict, history: dict, ranges: dict, wall: float, strategy) -> dict:
-    result = {k: v for k, v in meta.items() if k not in ("history", "final", "transfer")}
-    result.update({
-        "edgekit_version": __version__,
+def _metadata(cfg: QatConfig, meta: RunRecord, history: dict, ranges: dict, wall: float, strategy) -> RunRecord:
+    """The source run's record with this fine-tune's history, timings and ``qat`` entry."""
+    extra = {k: v for k, v in meta.extra.items() if k not in ("history", "final", "transfer")}
+    extra.update({
         "history": history,
         "final": {k: v[-1] for k, v in history.items() if v},
         "wall_seconds_this_invocation": round(wall, 1),
@@ -216,4 +207,4 @@ def _metadata(cfg: QatConfig, meta: dict, history: dict, ranges: dict, wall: flo
             "ranges": ranges,
         },
     })
-    return result
+    return replace(meta, edgekit_version=__version__, extra=extra)

@@ -257,14 +257,12 @@ def graph_bn(model: keras.Model, conv_name: str):
 def load_qat_model(run_dir) -> keras.Model:
     """The fake-quantized model of a QAT run (its float model with the recorded ranges): what
     the int8 files compute, simulated in float."""
-    import json
-    from pathlib import Path
-
     from edgekit.models.safe_load import load_keras_model
+    from edgekit.run_record import RECORD, load_run
 
-    info = json.loads((Path(run_dir) / "edgekit.json").read_text())
-    if "qat" not in info:
-        raise ValueError(f"{str(run_dir)!r} is not a QAT run (its edgekit.json has no 'qat' entry)")
-    model = qat_model(load_keras_model(Path(run_dir) / "model.keras"))
-    set_ranges(model, info["qat"]["ranges"])
+    run = load_run(run_dir)
+    if not isinstance(run.record.qat, dict) or "ranges" not in run.record.qat:
+        raise ValueError(f"{str(run_dir)!r} is not a QAT run (its {RECORD} has no 'qat' entry with ranges)")
+    model = qat_model(load_keras_model(run.model))
+    set_ranges(model, run.record.qat["ranges"])
     return model

@@ -30,7 +30,9 @@ from pathlib import Path
 
 import keras
 
-from .runstate import CHECKPOINTS, atomic_save_weights, best_weights_name
+from edgekit.run_record import CHECKPOINTS
+
+from .runstate import atomic_save_weights, best_weights_name
 
 
 

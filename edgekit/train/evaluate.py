@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -22,9 +21,8 @@ from edgekit.data.sources import LabeledImages
 from edgekit.evaluation import EXPECTED, Tta, crop_offsets, enlarged_size
 from edgekit.evaluation import CROP_ENLARGE, TTA_MODES, confusion, evaluate  # noqa: F401 - re-exported
 from edgekit.models.safe_load import load_keras_model
+from edgekit.run_record import RECORD, load_run
 from edgekit.runtime.spec import PreprocessSpec
-
-from .transfer import is_run_dir, read_run_metadata
 
 
 @dataclass
@@ -45,11 +43,14 @@ class LoadedModel:
 
 def load_for_eval(path: str) -> LoadedModel:
     """A run dir (model + its preprocessing) or a .keras file (preprocessing from its input)."""
-    if is_run_dir(path):
-        meta = read_run_metadata(path)
-        model = load_keras_model(Path(path) / "model.keras")
-        return LoadedModel(model, PreprocessSpec.from_dict(meta["preprocess"]),
-                           tuple(meta.get("class_names", ())), path)
+    if os.path.isdir(path):
+        try:
+            run = load_run(path, "MODEL")
+        except ValueError as exc:
+            raise ValueError(f"{exc}; {EXPECTED}") from None
+        if run.record.preprocess is None:
+            raise ValueError(f"MODEL {path!r}: its {RECORD} records no preprocessing")
+        return LoadedModel(load_keras_model(run.model), run.record.preprocess, run.record.class_names or (), path)
     if str(path).endswith(".keras") and os.path.isfile(path):
         model = load_keras_model(path)
         h, w, c = model.input_shape[1:]

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from edgekit.tempfiles import atomic_write_text, temp_path
+from edgekit.tempfiles import atomic_write_text, publish, temp_path
 
 from .config import IMAGENET
 
@@ -180,7 +180,7 @@ def fetch(wf: WeightFile, log: Callable[[str], None]) -> tuple[Path, str]:
             raise ValueError(f"--weights imagenet: {wf.url} is not an HDF5 weight file; deleted the download")
         if wf.md5 is None:
             atomic_write_text(_pin(path), sha + "\n")
-        os.replace(tmp, path)
+        publish(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path, sha

@@ -24,7 +24,6 @@ uninterrupted run.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -40,7 +39,10 @@ import tensorflow as tf
 from edgekit import __version__
 from edgekit.data import fit_colour_pca, load_split, parse_augment
 from edgekit.data.sources import LabeledImages
+from edgekit.messages import stderr
 from edgekit.models import count_model, create_model, get_spec
+from edgekit.run_record import (CHECKPOINTS, CURVE, HISTORY, LR_FIND_JSON, LR_FIND_PNG, MODEL, RECORD, STATE,
+                                TENSORBOARD, RunRecord, is_run, read_record, write_record)
 from edgekit.runtime.spec import PreprocessSpec
 
 from . import lr_find, pretrained
@@ -50,17 +52,17 @@ from .epochs import AUTO, BestWeights, EpochPlan, plan_epochs, restore_best
 from .losses import SmoothedSparseCrossentropy
 from .precise_bn import PreciseBNValidation
 from .report import plot_curves
-from .runstate import (CHECKPOINTS, LR_FIND_JSON, LR_FIND_PNG, STATE, EpochCheckpoint, atomic_save_model, atomic_write_text, load_checkpoint,
-                       read_state, remove_stale_temps, trim_history)
+from .runstate import (EpochCheckpoint, atomic_save_model, load_checkpoint, read_state, remove_stale_temps,
+                       trim_history)
 from .strategy import is_chief, is_multi_worker, make_strategy, shard_by_data
-from .transfer import apply_freeze, check_weights, is_run_dir, load_pretrained, read_run_metadata, unfreeze_all
+from .transfer import apply_freeze, check_weights, load_pretrained, unfreeze_all
 
 
 PRECISE_BN_IMAGES = 2048
 
 
 def log(msg: str) -> None:
-    print(f"edgekit train: {msg}", file=sys.stderr, flush=True)
+    stderr(f"edgekit train: {msg}")
 
 
 def _load_data(cfg: TrainConfig) -> tuple[LabeledImages, LabeledImages | None]:
@@ -79,9 +81,9 @@ def _load_data(cfg: TrainConfig) -> tuple[LabeledImages, LabeledImages | None]:
     return train, val
 
 
-def _spec(cfg: TrainConfig, train: LabeledImages, base: dict | None) -> PreprocessSpec:
+def _spec(cfg: TrainConfig, train: LabeledImages, base: RunRecord | None) -> PreprocessSpec:
     if base is not None:  # fine-tuning an edgekit run keeps its preprocessing unless overridden
-        spec = PreprocessSpec.from_dict(base["preprocess"])
+        spec = base.preprocess
         size = cfg.input_size or spec.size[0]
         return PreprocessSpec((size, size), cfg.channels or spec.channels, spec.mean, spec.std, spec.resize)
     zoo = get_spec(cfg.arch)
@@ -148,9 +150,9 @@ def _callbacks(cfg: TrainConfig, run_dir: Path, work_dir: Path, phase: str, n_im
     if precise_bn is not None:  # before the logger, early stopping and the checkpoint
         cbs.append(precise_bn)
     if chief:
-        cbs.append(keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True))
+        cbs.append(keras.callbacks.CSVLogger(str(run_dir / HISTORY), append=True))
         if cfg.tensorboard:
-            cbs.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False,
+            cbs.append(keras.callbacks.TensorBoard(str(run_dir / TENSORBOARD), write_graph=False,
                                                    profile_batch=0))
     if best is not None:  # before the checkpoint, which records its state
         cbs.append(best)
@@ -167,14 +169,14 @@ def _prepare_run_dir(cfg: TrainConfig, chief: bool) -> tuple[Path, dict | None]:
     run_dir = Path(cfg.out)
     state = read_state(run_dir) if run_dir.exists() else None
     if cfg.resume:
-        if state is None and is_run_dir(run_dir):
-            raise ValueError(f"--resume: {run_dir} holds a finished run (model.keras, no checkpoint); nothing to resume")
+        if state is None and is_run(run_dir):
+            raise ValueError(f"--resume: {run_dir} holds a finished run ({MODEL}, no checkpoint); nothing to resume")
         if state is None:
             raise ValueError(f"--resume: {run_dir} holds no checkpoint to resume from")
         if chief:
             _tidy(run_dir, state["epoch"])
         return run_dir, state
-    if state is not None or (run_dir / "model.keras").exists():
+    if state is not None or (run_dir / MODEL).exists():
         raise ValueError(f"--out {str(run_dir)!r} already holds a run; use --resume to continue it or another --out")
     return run_dir, None
 
@@ -207,7 +209,7 @@ def _finish(run_dir: Path) -> None:
 
 
 def train(cfg: TrainConfig) -> dict:
-    """Train as configured; write RUN_DIR; return the run metadata (also in edgekit.json)."""
+    """Train as configured; write RUN_DIR; return the run record's JSON object (edgekit.json)."""
     keras.utils.set_random_seed(cfg.seed)
     tf.config.experimental.enable_op_determinism()
     if cfg.mixed_precision:
@@ -228,17 +230,18 @@ def train(cfg: TrainConfig) -> dict:
     run_dir, state = _prepare_run_dir(cfg, chief)
     if state is not None and "planned_epochs" not in state:
         state = _planned_by_older_edgekit(state, cfg, run_dir)
-    if state is not None and state["epoch"] == _phases_of(state, cfg)[-1][2] and is_run_dir(run_dir):
+    if state is not None and state["epoch"] == _phases_of(state, cfg)[-1][2] and is_run(run_dir):
         # Killed after writing model.keras and edgekit.json, before curve.png or the clean-up.
         log(f"{run_dir} already holds the final files of all {state['epoch']} epochs; removing its checkpoints")
         if chief:
             _merge_history_plot(run_dir)
             _finish(run_dir)
-        return read_run_metadata(run_dir)
-    base = (read_run_metadata(cfg.weights) if cfg.weights and not is_imagenet(cfg.weights)
-            and is_run_dir(cfg.weights) else None)
-    if base is not None and base.get("architecture") != cfg.arch:
-        raise ValueError(f"--weights run is a {base.get('architecture')!r}; ARCH got {cfg.arch!r}")
+        return read_record(run_dir).to_dict()
+    base = read_record(cfg.weights) if cfg.weights and not is_imagenet(cfg.weights) and is_run(cfg.weights) else None
+    if base is not None and base.architecture != cfg.arch:
+        raise ValueError(f"--weights run is a {base.architecture!r}; ARCH got {cfg.arch!r}")
+    if base is not None and base.preprocess is None:
+        raise ValueError(f"--weights {cfg.weights!r}: its {RECORD} records no preprocessing")
     train_data, val_data = _load_data(cfg)
     if cfg.lr_auto and state is None:
         lr_find.check_enough_images(len(train_data), cfg.batch_size)
@@ -274,16 +277,16 @@ def train(cfg: TrainConfig) -> dict:
         if not chief:
             shutil.rmtree(work_dir, ignore_errors=True)
     wall = time.perf_counter() - t_start
-    meta = _metadata(cfg, model, spec, train_data, val_data, history, wall, transfer_info, strategy)
+    record = _record(cfg, model, spec, train_data, val_data, history, wall, transfer_info, strategy)
     if lr_record is not None:
-        meta["lr_find"] = lr_record
-    meta["epochs"] = {**plan.to_dict(), "early_stopping": stopping}
+        record.extra["lr_find"] = lr_record
+    record.extra["epochs"] = {**plan.to_dict(), "early_stopping": stopping}
     if chief:
-        atomic_save_model(model, run_dir / "model.keras")
-        atomic_write_text(run_dir / "edgekit.json", json.dumps(meta, indent=2))
+        atomic_save_model(model, run_dir / MODEL)
+        write_record(run_dir, record)
         _merge_history_plot(run_dir)
         _finish(run_dir)
-    return meta
+    return record.to_dict()
 
 
 def _auto_lr(cfg: TrainConfig, strategy, run_dir: Path, state: dict | None, spec: PreprocessSpec,
@@ -428,35 +431,37 @@ def _enter_phase(model: keras.Model, cfg: TrainConfig, phase: str, steps: int, e
 
 def _merge_history_plot(run_dir: Path) -> None:
     try:
-        plot_curves(run_dir / "history.csv", run_dir / "curve.png")
+        plot_curves(run_dir / HISTORY, run_dir / CURVE)
     except (OSError, ValueError) as exc:
-        log(f"could not draw curve.png: {exc}")
+        log(f"could not draw {CURVE}: {exc}")
 
 
-def _metadata(cfg, model, spec, train_data, val_data, history, wall, transfer_info, strategy) -> dict:
+def _record(cfg, model, spec, train_data, val_data, history, wall, transfer_info, strategy) -> RunRecord:
     counted = count_model(model)
     epochs_run = len(history.get("loss", []))
     ips = history.get("images_per_second", [])
-    return {
-        "edgekit_version": __version__,
-        "architecture": cfg.arch,
-        "params": counted.params,
-        "macs": counted.macs,
-        "input_shape": [*spec.size, spec.channels],
-        "preprocess": spec.to_dict(),
-        "class_names": list(train_data.class_names),
-        "data": {"path": os.path.abspath(cfg.data), "split": cfg.split, "images": len(train_data),
-                 "validation_images": 0 if val_data is None else len(val_data),
-                 "fingerprint": train_data.fingerprint(), "source": train_data.source,
-                 "skipped": len(train_data.skipped)},
-        "config": cfg.to_dict(),
-        "transfer": transfer_info,
-        "history": history,
-        "final": {k: v[-1] for k, v in history.items() if v},
-        "epochs_run_this_invocation": epochs_run,
-        "wall_seconds_this_invocation": round(wall, 1),
-        "images_per_second_median": float(np.median(ips)) if ips else None,
-        "replicas": strategy.num_replicas_in_sync,
-        "devices": [d.name for d in tf.config.list_logical_devices()],
-        "mixed_precision": keras.mixed_precision.global_policy().name,
-    }
+    return RunRecord(
+        edgekit_version=__version__,
+        architecture=cfg.arch,
+        params=counted.params,
+        macs=counted.macs,
+        input_shape=(*spec.size, spec.channels),
+        preprocess=spec,
+        class_names=tuple(train_data.class_names),
+        data={"path": os.path.abspath(cfg.data), "split": cfg.split, "images": len(train_data),
+              "validation_images": 0 if val_data is None else len(val_data),
+              "fingerprint": train_data.fingerprint(), "source": train_data.source,
+              "skipped": len(train_data.skipped)},
+        config=cfg.to_dict(),
+        extra={
+            "transfer": transfer_info,
+            "history": history,
+            "final": {k: v[-1] for k, v in history.items() if v},
+            "epochs_run_this_invocation": epochs_run,
+            "wall_seconds_this_invocation": round(wall, 1),
+            "images_per_second_median": float(np.median(ips)) if ips else None,
+            "replicas": strategy.num_replicas_in_sync,
+            "devices": [d.name for d in tf.config.list_logical_devices()],
+            "mixed_precision": keras.mixed_precision.global_policy().name,
+        },
+    )

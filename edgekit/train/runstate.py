@@ -1,19 +1,14 @@
-"""The run directory: checkpoints every epoch, resume, and the final files.
+"""The run directory while ``edgekit train`` (and ``edgekit qat``) writes it: a checkpoint every
+epoch, resume, and the writers of its files. The folder's layout, file names and its
+``edgekit.json`` record (who reads it, what it holds) live in :mod:`edgekit.run_record`.
 
-RUN_DIR/
-  model.keras        final model (written last, atomically)
-  edgekit.json       run metadata read by export and the runtime: architecture, params,
-                     preprocessing, class names, data fingerprint, history, timings
-  history.csv        per-epoch metrics (appended across resumes)
-  curve.png          training curves
-  lr_find.json/.png  the learning-rate range test of --lr auto (kept for --resume)
-  checkpoints/       epoch-NNN.keras (model + optimizer) and state.json, for --resume;
-                     best-NNN.weights.h5, the weights of the best epoch so far when the run
-                     stops early on the validation loss (see epochs.py)
-  tensorboard/       TensorBoard logs
+checkpoints/ holds epoch-NNN.keras (model + optimizer, the last KEEP epochs) and state.json, for
+``--resume``, and best-NNN.weights.h5, the weights of the best epoch so far when the run stops
+early on the validation loss (see epochs.py).
 
 Every file is written under a hidden temporary name (``.NAME.<random>.tmp``, or
-``.STEM.tmp.keras`` for models) and renamed onto its final name, so a run killed at any point
+``.STEM.tmp.keras`` and ``.STEM.tmp.weights.h5`` for models and weights), flushed to disk and
+renamed onto its final name (:mod:`edgekit.tempfiles`' policy), so a run killed at any point
 leaves complete files or none. ``state.json`` is the commit point of an epoch: it is written
 after the epoch's checkpoint and removed first when the run finishes, so a run directory whose
 ``state.json`` names epoch N holds a complete checkpoint of epoch N.
@@ -23,19 +18,14 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import keras
 
 from edgekit.models.safe_load import load_keras_model
-from edgekit.tempfiles import atomic_write_bytes, atomic_write_text, temp_path  # noqa: F401 - re-exported
+from edgekit.run_record import CHECKPOINTS, HISTORY, STATE
+from edgekit.tempfiles import atomic_write_bytes, atomic_write_text, atomic_write_with
 
-CHECKPOINTS = "checkpoints"
-STATE = "state.json"
-LR_FIND_JSON = "lr_find.json"
-LR_FIND_PNG = "lr_find.png"
-HISTORY = "history.csv"
 KEEP = 2
 TEMP_PATTERNS = (".*.tmp", ".*.tmp.keras", ".*.tmp.weights.h5")  # what the writers below leave when killed
 BEST_PATTERN = "best-*.weights.h5"
@@ -55,14 +45,9 @@ def atomic_save_weights(model: keras.Model, path: Path) -> None:
 
 def _save_then_rename(save, path: Path, tmp: Path) -> None:
     """``save(tmp)`` (Keras picks the format from the suffix, hence a named temporary), then
-    rename it over ``path``; a failed save leaves no temporary behind."""
+    publish it as ``path`` (edgekit.tempfiles); a failed save leaves no temporary behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write_with(path, save, temp=lambda _: tmp)
 
 
 def remove_stale_temps(run_dir: Path) -> list[Path]:

@@ -3,29 +3,16 @@ the classifier for the new classes, freeze the first K layers or everything but 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import keras
 
 from edgekit.models.safe_load import archive_problem, load_keras_model
+from edgekit.run_record import check_run, is_run, model_file
 
 from .config import Freeze, FreezeSpec, is_imagenet
 
 HEAD_LAYERS = ("predictions", "top_dropout", "conv_preds", "reshape_2", "dropout")
-
-
-def is_run_dir(path: str | Path) -> bool:
-    p = Path(path)
-    return p.is_dir() and (p / "model.keras").is_file() and (p / "edgekit.json").is_file()
-
-
-def read_run_metadata(path: str | Path) -> dict:
-    p = Path(path) / "edgekit.json"
-    try:
-        return json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{p} is not readable run metadata: {exc}") from None
 
 
 def copy_matching_weights(src: keras.Model, dst: keras.Model) -> tuple[int, list[str]]:
@@ -59,8 +46,10 @@ def check_weights(weights: str | None) -> None:
     if not path.exists():
         raise ValueError(f"--weights {weights!r} does not exist; {expected}")
     if path.is_dir():
-        if not is_run_dir(path):
-            raise ValueError(f"--weights {weights!r} is a folder without model.keras and edgekit.json; {expected}")
+        try:
+            check_run(weights, "--weights")
+        except ValueError as exc:
+            raise ValueError(f"{exc}; {expected}") from None
         return
     if path.suffix == ".keras":
         problem = archive_problem(path)
@@ -78,8 +67,8 @@ def check_weights(weights: str | None) -> None:
 def load_pretrained(dst: keras.Model, weights: str) -> tuple[int, list[str]]:
     """Load an edgekit run dir, a .keras file or a keras.applications .h5 into ``dst`` by name."""
     path = Path(weights)
-    if is_run_dir(path):
-        path = path / "model.keras"
+    if is_run(path):
+        path = model_file(path)
     if path.suffix == ".keras" and path.is_file():
         src = load_keras_model(path)
         return copy_matching_weights(src, dst)
