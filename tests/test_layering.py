@@ -41,7 +41,9 @@ LAYERS = {
     "qat": {"models", "data", "runtime", "train"},
     "filters": {"models", "runtime", "export"},
     "benchmark": {"models", "data", "runtime", "profile", "export"},
-    "cli": {"models", "runtime", "data", "profile", "train", "evaluation", "export", "qat", "filters", "benchmark"},
+    "latency": {"models", "runtime", "profile", "export"},
+    "cli": {"models", "runtime", "data", "profile", "train", "evaluation", "export", "qat", "filters", "benchmark",
+            "latency"},
 }
 
 # (importer, imported) edges allowed for now, each with what removes it.
