@@ -94,6 +94,9 @@ def predict_command(latency_model: Path, model: str, fmt, precision, alpha, widt
 
             precision = run_checked(file_precision, Path(model)) if Path(model).is_file() else "fp32"
     else:
+        from edgekit.models.registry import get_spec  # the zoo's names, without building anything
+
+        run_checked(get_spec, model)
         fmt, precision = fmt or "tflite", precision or "int8"
     run_checked(lm.check, target, fmt, precision)
     if is_file:
@@ -104,7 +107,7 @@ def predict_command(latency_model: Path, model: str, fmt, precision, alpha, widt
         quiet_tensorflow()
         from edgekit.models import get_spec
 
-        spec = run_checked(get_spec, model)
+        spec = get_spec(model)
         size = input_size or spec.default_input_shape()[0]
         with stdout_to_stderr(as_json):
             prediction = run_checked(lm.explain_config, model, overrides, size, fmt, precision)

@@ -4,7 +4,8 @@ Each configuration is built, exported to every asked (format, precision) (:mod:`
 timed at ``threads`` (median), until the time budget is spent; then one predictor per (format,
 precision) is fitted by NNLS on the configurations' kernel features (:mod:`.from_config`, the
 features ``predict_config`` uses) against the measured medians. Configurations in ``exclude``
-(held out for evaluation) are never measured.
+(held out for evaluation) are never measured. The budget is checked before each configuration,
+and a fit always measures at least :data:`MIN_CONFIGS`, however short the budget.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def fit(formats=("tflite",), precisions=("int8",), threads: int = 1, minutes: fl
     deadline = time.monotonic() + 60 * minutes
     with tempfile.TemporaryDirectory(prefix="edgekit-latency-fit-") as tmp:
         for i, config in enumerate(order):
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline and min(len(v) for v in measured.values()) >= MIN_CONFIGS:
                 log(f"latency fit: time budget of {minutes:g} min spent after {i} configuration(s)")
                 break
             try:
@@ -79,8 +80,8 @@ def fit(formats=("tflite",), precisions=("int8",), threads: int = 1, minutes: fl
                     f"(cv {100 * m.cv:.0f}%)")
     counts = {k: len(v) for k, v in measured.items()}
     if first is None or min(counts.values()) < MIN_CONFIGS:
-        raise ValueError(f"only {min(counts.values()) if counts else 0} configuration(s) measured in {minutes:g} min; "
-                         f"a fit needs at least {MIN_CONFIGS}: give --minutes more")
+        raise ValueError(f"only {min(counts.values()) if counts else 0} configuration(s) could be exported and "
+                         f"measured; a fit needs at least {MIN_CONFIGS} (see the messages above)")
     predictors = {key: _fit_one(samples, key.split("/")[1], exclude) for key, samples in measured.items()}
     device = {"target": first.target, "cpu_model": first.cpu_model, "machine": first.machine, "cores": first.cores,
               "remote": remote}
