@@ -45,8 +45,9 @@ LAYERS = {
     "qat": {"models", "data", "runtime", "train", "run_record"},
     "filters": {"models", "runtime", "export", "run_record"},
     "benchmark": {"models", "data", "runtime", "profile", "export", "run_record"},
+    "latency": {"models", "runtime", "profile", "export"},
     "cli": {"models", "runtime", "data", "profile", "train", "evaluation", "export", "qat", "filters", "benchmark",
-            "run_record"},
+            "run_record", "latency"},
 }
 
 # (importer, imported) edges allowed for now, each with what removes it.

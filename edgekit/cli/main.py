@@ -11,6 +11,7 @@ from .benchmark_cmd import benchmark_command
 from .common import CliError
 from .export_cmd import export_command
 from .filters_cmd import filters_command
+from .latency_cmd import latency_command
 from .models_cmd import models_command, summary_command
 from .predict_cmd import predict_command
 from .profile_cmd import profile_command
@@ -59,6 +60,7 @@ main.add_command(predict_command)
 main.add_command(profile_command)
 main.add_command(filters_command)
 main.add_command(benchmark_command)
+main.add_command(latency_command)
 main.add_command(train_command)
 main.add_command(qat_command)
 main.add_command(augment_command)

@@ -145,13 +145,26 @@ def _needed(graph: OnnxGraph) -> set[str]:
     return needed
 
 
-def onnx_static(path: Path) -> StaticReport:
+def _read(path: Path) -> tuple[OnnxGraph, int]:
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
         try:
             graph = parse_graph(data)
         except ValueError as exc:
             raise ValueError(f"{str(path)!r}: cannot read the ONNX graph: {exc}") from None
-        size = len(data)
+        return graph, len(data)
+
+
+def shaped_graph(path: Path, needed: set[str] | None = None) -> _Graph:
+    """The file's graph with producers, consumers and the types of ``needed`` values (default:
+    every node output and MAC input), for readers that need more than :func:`onnx_static`'s
+    totals (the latency model's kernel features)."""
+    graph, _ = _read(Path(path))
+    types, _, _ = onnx_shapes.resolve(Path(path), graph, _needed(graph) if needed is None else needed)
+    return _Graph(graph, types)
+
+
+def onnx_static(path: Path) -> StaticReport:
+    graph, size = _read(path)
     types, source, failures = onnx_shapes.resolve(path, graph, _needed(graph))
     g = _Graph(graph, types)
     ops = tuple(OpStat(n.index, n.name or f"{n.op_type}_{n.index}", n.op_type, node_macs(g, n), _precision(g, n))

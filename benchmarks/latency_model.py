@@ -1,0 +1,109 @@
+"""Latency model accuracy on held-out zoo configurations (issue 16, "Done when").
+
+Fits a latency model within --minutes on a training sample of the zoo grid (edgekit.latency.fit,
+with the held-out set excluded), then exports and measures every held-out configuration
+(MobileNet v1/v2 at widths and resolutions not used for fitting, EfficientNet-Lite and B at
+other resolutions) and reports predicted vs measured median, the share within +-10%, RMSPE and a
+per-family table. Timing is the profiler's (edgekit.latency.measure.time_file), not a loop here.
+
+    .venv/bin/python benchmarks/latency_model.py --format tflite --precision int8 --minutes 30
+    .venv/bin/python benchmarks/latency_model.py --minutes 1 --held-out 3 --tag smoke   # a quick check
+
+Writes benchmarks/results/latency_model_<format>_<precision>[_<tag>].{md,json}. int8 files are
+calibrated on random images (only their latency matters). Run it on a quiet machine: the figures
+are only as good as the timings they are fitted on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from edgekit.latency import Config, fit  # noqa: E402
+from edgekit.latency.measure import export_config, time_file  # noqa: E402
+from edgekit.latency.model import rmspe, within  # noqa: E402
+from edgekit.tempfiles import atomic_write_text  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def held_out() -> list[Config]:
+    """Configurations the fit never sees: widths and resolutions outside the zoo grid."""
+    return ([Config.of("mobilenet_v1", {"alpha": a}, r) for a, r in ((0.35, 144), (0.6, 176), (0.9, 208), (0.5, 112))]
+            + [Config.of("mobilenet_v2", {"alpha": a}, r) for a, r in ((0.4, 112), (0.6, 144), (0.85, 176), (1.1, 208),
+                                                                        (0.65, 200))]
+            + [Config.of(f"efficientnet_lite{b}", None, r) for b, r in ((0, 176), (1, 208), (2, 232), (3, 248), (4, 264))]
+            + [Config.of(f"efficientnet_b{b}", None, r) for b, r in ((0, 176), (1, 208), (2, 236))])
+
+
+def measure(configs: list[Config], fmt: str, precision: str, threads: int, min_time: float) -> list[dict]:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="edgekit-latency-bench-") as tmp:
+        for config in configs:
+            path = export_config(config, [(fmt, precision)], Path(tmp))[(fmt, precision)]
+            m = time_file(path, threads, min_time)
+            path.unlink()
+            rows.append({**config.to_dict(), "family": config.family, "measured_ms": m.median_ms, "cv": m.cv})
+            print(f"held out {config.key}: {m.median_ms:.3f} ms", file=sys.stderr, flush=True)
+    return rows
+
+
+def report(rows: list[dict], model_doc: dict, args) -> tuple[str, dict]:
+    pred, meas = [r["predicted_ms"] for r in rows], [r["measured_ms"] for r in rows]
+    families = {}
+    for fam in sorted({r["family"] for r in rows}):
+        sub = [r for r in rows if r["family"] == fam]
+        families[fam] = {"n": len(sub), "within_10pct": within([r["predicted_ms"] for r in sub], [r["measured_ms"] for r in sub]),
+                         "rmspe": rmspe([r["predicted_ms"] for r in sub], [r["measured_ms"] for r in sub])}
+    key = f"{args.format}/{args.precision}"
+    summary = {"key": key, "threads": args.threads, "minutes": args.minutes, "device": model_doc["device"],
+               "fit_configurations": len(model_doc["predictors"][key]["samples"]),
+               "fit_rmspe": model_doc["predictors"][key]["fit_rmspe"], "held_out": len(rows),
+               "within_10pct": within(pred, meas), "rmspe": rmspe(pred, meas), "families": families, "rows": rows}
+    lines = [f"# Latency model, {key}, {args.threads} thread(s)", "",
+             f"Device: {model_doc['device']['target']} ({model_doc['device']['cpu_model']}). Fitted in "
+             f"{args.minutes:g} min on {summary['fit_configurations']} configurations (fit RMSPE "
+             f"{summary['fit_rmspe']}%); {len(rows)} held-out configurations: "
+             f"**{100 * summary['within_10pct']:.0f}% within +-10%, RMSPE {summary['rmspe']:.1f}%**.", "",
+             "| family | n | within +-10% | RMSPE % |", "|---|---|---|---|"]
+    lines += [f"| {f} | {v['n']} | {100 * v['within_10pct']:.0f}% | {v['rmspe']:.1f} |" for f, v in families.items()]
+    lines += ["", "| configuration | measured ms | predicted ms | error % |", "|---|---|---|---|"]
+    lines += [f"| {r['config']} | {r['measured_ms']:.3f} | {r['predicted_ms']:.3f} | "
+              f"{100 * (r['predicted_ms'] - r['measured_ms']) / r['measured_ms']:+.1f} |" for r in rows]
+    return "\n".join(lines) + "\n", summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--format", default="tflite", choices=["tflite", "onnx"])
+    parser.add_argument("--precision", default="int8", choices=["fp32", "int8"])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--min-time", type=float, default=1.0, help="seconds of timed runs per file")
+    parser.add_argument("--held-out", type=int, default=None, help="measure only the first N held-out configurations")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tag", default="")
+    args = parser.parse_args()
+    held = held_out()[: args.held_out] if args.held_out else held_out()
+    model = fit((args.format,), (args.precision,), threads=args.threads, minutes=args.minutes, seed=args.seed,
+                exclude=held, min_time_s=args.min_time)
+    rows = measure(held, args.format, args.precision, args.threads, args.min_time)
+    for row in rows:
+        row["predicted_ms"] = model.predict_config(row["arch"], row["overrides"], row["input_size"], args.format,
+                                                   args.precision)
+    text, summary = report(rows, model.to_dict(), args)
+    stem = f"latency_model_{args.format}_{args.precision}" + (f"_{args.tag}" if args.tag else "")
+    RESULTS.mkdir(exist_ok=True)
+    atomic_write_text(RESULTS / f"{stem}.md", text)
+    atomic_write_text(RESULTS / f"{stem}.json", json.dumps({**summary, "model": model.to_dict()}, indent=1) + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

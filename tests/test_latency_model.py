@@ -1,0 +1,197 @@
+"""edgekit.latency: the two feature extractors agree, NNLS recovers known coefficients, a tiny real
+fit writes a valid model that predicts, and bad input is a one-line error with exit 2.
+
+Timing accuracy is not asserted (the machine may be busy): only that predictions are positive.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgekit.cli.main import main
+from edgekit.latency import Config, load_latency_model
+from edgekit.latency.from_config import config_kernels
+from edgekit.latency.from_file import file_kernels
+from edgekit.latency.kernels import MAC_FAMILIES, FeatureTable, family
+from edgekit.latency.model import LatencyModel, Predictor, fit_predictor
+from edgekit.latency.nnls import fit_relative, numpy_nnls
+from edgekit.latency.sampling import sample, zoo_grid
+
+AGREE = [Config.of("mobilenet_v2", {"alpha": 0.35}, 48), Config.of("efficientnet_b0", {"width": 0.25, "depth": 0.5}, 48)]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    from edgekit.latency.measure import export_config
+
+    out = tmp_path_factory.mktemp("latency_files")
+    return {c.key: export_config(c, [("tflite", "fp32"), ("onnx", "fp32")], out) for c in AGREE}
+
+
+@pytest.mark.parametrize("fmt", ["tflite", "onnx"])
+@pytest.mark.parametrize("config", AGREE, ids=lambda c: c.key)
+def test_extractors_agree(exported, config, fmt):
+    from_config = FeatureTable.of(config_kernels(config.arch, dict(config.overrides), config.input_size, "fp32"))
+    from_file = FeatureTable.of(file_kernels(exported[config.key][(fmt, "fp32")]))
+    for table in (from_config, from_file):
+        assert any(family(t) in MAC_FAMILIES for t in table)
+    compared = {t for t in set(from_config) | set(from_file) if t != "other"}
+    for t in sorted(compared):
+        assert t in from_config and t in from_file, t
+        assert from_config[t].count == from_file[t].count, t
+        assert from_config[t].macs == from_file[t].macs, t
+    assert from_config.macs == from_file.macs
+
+
+def test_numpy_nnls_matches_known_solution():
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0, 1, (40, 5))
+    x_true = np.array([0.5, 0.0, 2.0, 0.0, 1.0])
+    x = numpy_nnls(a, a @ x_true)
+    np.testing.assert_allclose(x, x_true, atol=1e-8)
+    # With a negative least-squares solution the constraint binds.
+    x = numpy_nnls(np.eye(2), np.array([1.0, -1.0]))
+    np.testing.assert_allclose(x, [1.0, 0.0])
+
+
+def test_fit_recovers_synthetic_coefficients():
+    rng = np.random.default_rng(1)
+    types = ["dwconv3_s1", "pwconv", "add"]
+    tables, measured = [], []
+    truth = {"dwconv3_s1": (2e-8, 1e-7, 0.01), "pwconv": (1e-8, 5e-8, 0.02), "add": (0.0, 2e-7, 0.005)}
+    for _ in range(60):
+        table = FeatureTable.from_dict({t: {"count": int(rng.integers(1, 30)), "macs": int(rng.uniform(1e5, 1e8)) * (t != "add"),
+                                            "act_bytes": int(rng.uniform(1e4, 1e6)), "weight_bytes": 0} for t in types})
+        tables.append(table)
+        measured.append(0.05 + sum(a * table[t].macs + b * table[t].bytes + c * table[t].count
+                                   for t, (a, b, c) in truth.items()))
+    predictor = fit_predictor(tables, measured, ridge=0.0)
+    for t, (a, b, c) in truth.items():
+        got = predictor.coefficients[t]
+        assert got["macs"] == pytest.approx(a, rel=1e-3, abs=1e-12)
+        assert got["bytes"] == pytest.approx(b, rel=1e-3, abs=1e-12)
+        assert got["count"] == pytest.approx(c, rel=1e-3, abs=1e-9)
+    assert predictor.constant_ms == pytest.approx(0.05, rel=1e-3)
+    with pytest.raises(ValueError, match="positive"):
+        fit_relative(np.ones((2, 2)), np.array([1.0, 0.0]))
+
+
+def test_sample_excludes_and_covers_families():
+    grid = zoo_grid()
+    held = [c for c in grid if c.arch == "mobilenet_v1"][:3]
+    order = sample(grid, seed=3, exclude=held)
+    assert not {c.key for c in held} & {c.key for c in order}
+    assert len(order) == len(grid) - 3
+    assert {c.family for c in order[:4]} == {"mobilenet_v1", "mobilenet_v2", "efficientnet_lite", "efficientnet_b"}
+    assert sample(grid, seed=3) == sample(grid, seed=3)
+
+
+def _invoke(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """A real fit on 3 tiny configurations (TFLite and ONNX fp32, 1 thread, short timings)."""
+    out = tmp_path_factory.mktemp("latency") / "host.json"
+    result = _invoke("latency", "fit", "--out", str(out), "--format", "tflite,onnx", "--precision", "fp32",
+                     "--threads", "1", "--minutes", "0.05", "--grid", "tiny", "--min-time", "0.1", "--json")
+    assert result.exit_code == 0, result.output
+    return out, json.loads(result.stdout)
+
+
+def test_tiny_fit_writes_valid_model(fitted):
+    out, summary = fitted
+    assert summary["out"] == str(out)
+    model = load_latency_model(out)
+    assert set(model.predictors) == {"tflite/fp32", "onnx/fp32"}
+    assert model.threads == 1 and model.device["target"] and model.device["cpu_model"]
+    for predictor in model.predictors.values():
+        assert len(predictor.samples) >= 2
+        assert all(s["measured_ms"] > 0 and s["fitted_ms"] >= 0 for s in predictor.samples)
+        assert all(v >= 0 for c in predictor.coefficients.values() for v in c.values())
+    model.check("host", "tflite", "fp32")
+
+
+def test_saved_json_round_trips(fitted, tmp_path):
+    out, _ = fitted
+    doc = json.loads(out.read_text())
+    again = LatencyModel.from_dict(doc)
+    again.save(tmp_path / "copy.json")
+    assert json.loads((tmp_path / "copy.json").read_text()) == doc
+
+
+def test_predict_file_and_zoo_name(fitted, exported):
+    out, _ = fitted
+    path = exported[AGREE[0].key][("onnx", "fp32")]
+    result = _invoke("latency", "predict", str(out), str(path), "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["latency_ms"] > 0 and doc["format"] == "onnx" and doc["precision"] == "fp32"
+    assert doc["per_kernel_type_ms"]
+    result = _invoke("latency", "predict", str(out), "mobilenet_v2", "--alpha", "0.35", "--input-size", "40",
+                     "--precision", "fp32", "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["latency_ms"] > 0 and doc["input_size"] == 40 and doc["overrides"] == {"alpha": 0.35}
+    model = load_latency_model(out)
+    assert model.predict_config("mobilenet_v1", {"alpha": 0.25}, 40, "tflite", "fp32") > 0
+    assert model.predict_file(exported[AGREE[0].key][("tflite", "fp32")]) > 0
+
+
+def _one_line_error(result, *needles):
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("edgekit: error: "), result.output
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def _other_device(path, tmp_path):
+    doc = json.loads(path.read_text())
+    doc["device"] = {**doc["device"], "target": "raspberry-pi-4", "cpu_model": "Cortex-A72"}
+    other = tmp_path / "pi4.json"
+    other.write_text(json.dumps(doc))
+    return other
+
+
+def test_bad_inputs_exit_2_with_one_line(fitted, tmp_path):
+    out, _ = fitted
+    other = _other_device(out, tmp_path)
+    _one_line_error(_invoke("latency", "predict", str(other), "mobilenet_v2", "--precision", "fp32"),
+                    "fitted on raspberry-pi-4", "--target raspberry-pi-4")
+    _one_line_error(_invoke("latency", "predict", str(out), "mobilenet_v2", "--precision", "int8"),
+                    "tflite/int8", "--precision int8")
+    _one_line_error(_invoke("latency", "predict", str(out), "mobilenet_v2", "--format", "onnx", "--precision", "int8"),
+                    "onnx/int8")
+    _one_line_error(_invoke("latency", "predict", str(tmp_path / "missing.json"), "mobilenet_v2"), "does not exist")
+    (tmp_path / "junk.json").write_text("not json")
+    _one_line_error(_invoke("latency", "predict", str(tmp_path / "junk.json"), "mobilenet_v2"), "not readable JSON")
+    (tmp_path / "other.json").write_text(json.dumps({"schema": "edgekit.profile/1"}))
+    _one_line_error(_invoke("latency", "predict", str(tmp_path / "other.json"), "mobilenet_v2"), "not an edgekit latency model")
+    _one_line_error(_invoke("latency", "predict", str(out), "mobilenet_v2", "--target", "nosuch"), "unknown target")
+    _one_line_error(_invoke("latency", "predict", str(out), "nosuchnet"), "unknown model")
+    _one_line_error(_invoke("latency", "fit", "--out", str(tmp_path / "x.json"), "--precision", "int4"), "--precision")
+    _one_line_error(_invoke("latency", "fit", "--out", str(tmp_path / "x.json"), "--format", "ort"), "--format")
+
+
+def test_check_api_for_scale(fitted, tmp_path):
+    model = load_latency_model(_other_device(fitted[0], tmp_path))
+    model.check("raspberry-pi-4", "tflite", "fp32")
+    with pytest.raises(ValueError, match="fitted on raspberry-pi-4"):
+        model.check("host", "tflite", "fp32")
+    with pytest.raises(ValueError, match="not tflite/int8"):
+        model.check("raspberry-pi-4", "tflite", "int8")
+
+
+def test_unfitted_kernel_type_borrows_its_family():
+    predictor = Predictor({"dwconv3_s1": {"macs": 1e-6, "bytes": 0.0, "count": 0.0}}, 0.0)
+    table = FeatureTable.from_dict({"dwconv5_s2": {"count": 1, "macs": 1000, "act_bytes": 0, "weight_bytes": 0}})
+    prediction = predictor.predict(table)
+    assert prediction.latency_ms == pytest.approx(1e-3) and prediction.substituted == {"dwconv5_s2": "dwconv3_s1"}
+    with pytest.raises(ValueError, match="no coefficients for pwconv"):
+        predictor.predict(FeatureTable.from_dict({"pwconv": {"count": 1, "macs": 1, "act_bytes": 0, "weight_bytes": 0}}))
