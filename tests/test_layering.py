@@ -41,7 +41,11 @@ LAYERS = {
     "qat": {"models", "data", "runtime", "train"},
     "filters": {"models", "runtime", "export"},
     "benchmark": {"models", "data", "runtime", "profile", "export"},
-    "cli": {"models", "runtime", "data", "profile", "train", "evaluation", "export", "qat", "filters", "benchmark"},
+    # scale (issue 16 item 3): counts zoo models, predicts with a latency model, exports and times
+    # the finalists, and proxy-trains them.
+    "scale": {"models", "runtime", "profile", "export", "data", "train", "latency"},
+    "cli": {"models", "runtime", "data", "profile", "train", "evaluation", "export", "qat", "filters", "benchmark",
+            "scale"},
 }
 
 # (importer, imported) edges allowed for now, each with what removes it.

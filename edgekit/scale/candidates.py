@@ -1,0 +1,97 @@
+"""Candidates: a configuration with its exact MACs and parameters (the zoo's counting), its
+estimated file size, and what prediction, measurement and proxy training add to it.
+
+Counting builds each distinct (architecture, multipliers) once per input size modulo 32 and
+recomputes the MACs at the other sizes of the same class from the graph
+(:func:`edgekit.models.macs_at_size`, exact there); parameters do not depend on the input
+size (global pooling before the classifier). No TensorFlow conversion is involved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .rules import Config
+
+# Bytes per weight in the exported file, by --precision (int8 and dynamic-range files store
+# int8 weights; fp16 files float16). An estimate: biases, metadata and the graph add a little.
+BYTES_PER_WEIGHT = {"fp32": 4, "fp16": 2, "dynamic": 1, "int8": 1}
+
+
+@dataclass
+class Candidate:
+    config: Config
+    macs: int
+    param_count: int
+    size_kb: float  # param_count x bytes per weight / 1024
+    predicted_ms: float | None = None
+    measured_ms: float | None = None
+    val_accuracy: float | None = None  # proxy training's validation accuracy
+    under_budget: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def arch(self) -> str:
+        return self.config.arch
+
+    @property
+    def overrides(self) -> dict:
+        return dict(self.config.overrides)
+
+    @property
+    def input_size(self) -> int:
+        return self.config.input_size
+
+    def describe(self) -> str:
+        """``alpha 0.35 at 96x96`` / ``width 0.83, depth 0.69 at 168x168``."""
+        knobs = ", ".join(f"{k} {v:g}" for k, v in self.config.overrides.items() if k != "resolution")
+        return f"{knobs} at {self.input_size}x{self.input_size}"
+
+    def train_command(self, data: str | None = None) -> str:
+        """The ``edgekit train`` command line that builds this configuration."""
+        flags = [f"--{k} {v:g}" for k, v in self.config.overrides.items() if k != "resolution"]
+        tag = "_".join(f"{k}{v:g}" for k, v in self.config.overrides.items() if k != "resolution")
+        return " ".join(["edgekit train", self.arch, *flags, f"--input-size {self.input_size}",
+                         f"--data {data or 'DIR'}", f"--out runs/{self.arch}_{tag}_{self.input_size}"])
+
+    def to_dict(self, data: str | None = None) -> dict:
+        return {"arch": self.arch, "overrides": self.overrides, "input_size": self.input_size,
+                "phi": self.config.phi, "macs": self.macs, "param_count": self.param_count,
+                "size_kb": round(self.size_kb, 1),
+                "predicted_ms": _ms(self.predicted_ms), "measured_ms": _ms(self.measured_ms),
+                "val_accuracy": self.val_accuracy, "under_budget": self.under_budget,
+                "train_command": self.train_command(data), "notes": list(self.notes)}
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)
+
+
+def size_kb(param_count: int, precision: str) -> float:
+    try:
+        per_weight = BYTES_PER_WEIGHT[precision]
+    except KeyError:
+        raise ValueError(f"--precision got {precision!r}; expected one of {', '.join(BYTES_PER_WEIGHT)}") from None
+    return param_count * per_weight / 1024
+
+
+def count_configs(configs: list[Config], precision: str, num_classes: int = 1000,
+                  progress: Callable[[str], None] | None = None) -> list[Candidate]:
+    """Each configuration as a :class:`Candidate` with exact MACs and parameters."""
+    from edgekit.models import count_model, create_model, macs_at_size
+
+    built: dict[tuple, tuple[object, int]] = {}  # (arch, knobs, size % 32) -> (model, params)
+    candidates = []
+    for config in configs:
+        knobs = {k: v for k, v in config.overrides.items() if k != "resolution"}
+        key = (config.arch, tuple(sorted(knobs.items())), config.input_size % 32)
+        if key not in built:
+            if progress is not None:
+                progress(f"counting {config.arch} {knobs} at {config.input_size}")
+            model = create_model(config.arch, (config.input_size, config.input_size, 3), num_classes, **knobs)
+            built[key] = (model, count_model(model).params)
+        model, params = built[key]
+        candidates.append(Candidate(config, macs_at_size(model, config.input_size), params,
+                                    size_kb(params, precision)))
+    return candidates
