@@ -287,3 +287,19 @@ def test_latency_budget_measures_real_files(tmp_path):
     assert all(c.measured_ms is not None and c.measured_ms > 0 for c in result.candidates)
     assert len(list(tmp_path.glob("*.tflite"))) == 2 and (tmp_path / "scale.png").is_file()
     assert math.isfinite(result.chosen.measured_ms)
+
+
+@pytest.mark.slow
+def test_proxy_training_ranks_finalists_by_validation_accuracy(sample_npz, tmp_path):
+    """EfficientNet-Lite finalists trained one epoch on the sample (--width/--depth reach the builder)."""
+    from edgekit.scale import ProxyRecipe
+
+    family = replace(TINY["efficientnet_lite"], base_resolution=32)
+    options = ScaleOptions(family, Budget(Metric.MACS, 1e9), rule=Rule.WIDTH, num_classes=10, data=sample_npz,
+                           proxy=ProxyRecipe(1, limit=64, batch_size=32), out=tmp_path)
+    result = scale(options, log=lambda line: None)
+    finalists = [c for c in result.candidates if c.val_accuracy is not None]
+    assert len(finalists) == 2 and result.chosen in finalists
+    assert result.chosen.val_accuracy == max(c.val_accuracy for c in finalists)
+    info = json.loads(next(tmp_path.glob("proxy_*/edgekit.json")).read_text())
+    assert info["config"]["width"] in {c.overrides["width"] for c in finalists}
