@@ -90,10 +90,22 @@ def test_macs_at_other_sizes_equal_full_builds():
         full = count_model(model)
         assert (c.macs, c.param_count) == (full.macs, full.params), c.input_size
         assert c.size_kb == pytest.approx(full.params * BYTES_PER_WEIGHT["fp32"] / 1024)
-    lite = replace(TINY["efficientnet_lite"], phis=(-2.0,), base_resolution=72)
-    c, = count_configs(lite.configs(Rule.RESOLUTION), "int8", num_classes=10)
+
+
+@pytest.mark.parametrize("name, phi, size, rule", [
+    ("efficientnet", -2.0, 224, Rule.COMPOUND), ("efficientnet", 3.0, 224, Rule.COMPOUND),
+    ("efficientnet", -1.0, 90, Rule.RESOLUTION), ("efficientnet_lite", -2.0, 224, Rule.COMPOUND),
+    ("efficientnet_lite", 2.0, 40, Rule.WIDTH), ("efficientnet_lite", -1.0, 97, Rule.RESOLUTION),
+])
+def test_efficientnet_plan_counts_equal_full_builds(name, phi, size, rule):
+    """EfficientNet candidates are counted from the stage plan: equal to count_model's figures."""
+    from edgekit.models import count_model, create_model
+
+    family = replace(FAMILIES[name], phis=(phi,), base_resolution=size)
+    c, = count_configs(family.configs(rule), "int8", num_classes=10)
     knobs = {k: v for k, v in c.overrides.items() if k != "resolution"}
-    assert c.macs == count_model(create_model(c.arch, (c.input_size,) * 2 + (3,), 10, **knobs)).macs
+    full = count_model(create_model(c.arch, (c.input_size,) * 2 + (3,), 10, **knobs))
+    assert (c.macs, c.param_count) == (full.macs, full.params)
 
 
 @pytest.fixture(scope="module")
@@ -303,3 +315,56 @@ def test_proxy_training_ranks_finalists_by_validation_accuracy(sample_npz, tmp_p
     assert result.chosen.val_accuracy == max(c.val_accuracy for c in finalists)
     info = json.loads(next(tmp_path.glob("proxy_*/edgekit.json")).read_text())
     assert info["config"]["width"] in {c.overrides["width"] for c in finalists}
+
+
+def test_predictions_too_optimistic_after_every_round(tiny_v2, monkeypatch):
+    fake = FakeLatencyModel(macs={(c.arch, tuple(sorted(c.overrides.items())), c.input_size): c.macs
+                                  for c in tiny_v2})
+    rounds = []
+
+    def slow_measure(batch, folder, settings, log):
+        rounds.append(len(batch))
+        for c in batch:
+            c.measured_ms = c.predicted_ms * 100
+
+    monkeypatch.setattr(search_module, "measure", slow_measure)
+    limit = sorted(c.macs for c in tiny_v2)[-2] / 1e6 + 0.01  # 5 of the 6 fit by prediction
+    with pytest.raises(UnreachableBudget, match="^none of the 5 mobilenet_v2 configurations measured met "
+                                                "--max-latency-ms .* the latency model is optimistic"):
+        scale(_options(Budget(Metric.LATENCY_MS, limit), latency_model=fake, measure=2), log=lambda line: None)
+    assert rounds == [2, 2, 1]  # rounds of --measure 2 down the ranking, until none is left
+
+
+def test_cli_latency_budget_loads_the_model_lazily(tiny_cli, tiny_v2, monkeypatch, tmp_path):
+    fake = FakeLatencyModel(macs={(c.arch, tuple(sorted(c.overrides.items())), c.input_size): c.macs
+                                  for c in tiny_v2})
+    paths = []
+    monkeypatch.setattr(search_module, "load_latency_model", lambda path: paths.append(path) or fake)
+
+    def fake_measure(batch, folder, settings, log):
+        assert (settings.threads, settings.precision, settings.fmt) == (2, "fp32", "tflite")
+        for c in batch:
+            c.measured_ms = c.predicted_ms
+
+    monkeypatch.setattr(search_module, "measure", fake_measure)
+    model_file = tmp_path / "lat.json"
+    model_file.write_text("{}")
+    result = _invoke("scale", "mobilenet_v2", "--max-latency-ms", 6, "--latency-model", model_file,
+                     "--precision", "fp32", "--threads", 2, "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert paths == [str(model_file)] and doc["chosen"]["measured_ms"] <= 6
+    assert doc["chosen"]["predicted_ms"] == pytest.approx(doc["chosen"]["macs"] / 1e6, abs=1e-3)
+    assert doc["measured"] == 3
+
+
+def test_cli_latency_model_without_the_latency_package(tiny_cli, monkeypatch, tmp_path):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "edgekit.latency", None)  # importing it raises ImportError
+    model_file = tmp_path / "lat.json"
+    model_file.write_text("{}")
+    result = _invoke("scale", "mobilenet_v2", "--max-latency-ms", 6, "--latency-model", model_file)
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "edgekit: error: --latency-model needs edgekit.latency (edgekit latency fit), which this install lacks"]

@@ -1,10 +1,12 @@
 """Candidates: a configuration with its exact MACs and parameters (the zoo's counting), its
 estimated file size, and what prediction, measurement and proxy training add to it.
 
-Counting builds each distinct (architecture, multipliers) once per input size modulo 32 and
-recomputes the MACs at the other sizes of the same class from the graph
-(:func:`edgekit.models.macs_at_size`, exact there); parameters do not depend on the input
-size (global pooling before the classifier). No TensorFlow conversion is involved.
+Counting is exact and needs no TensorFlow conversion. EfficientNet B and Lite are counted from
+their stage plan (:func:`edgekit.models.efficientnet.plan_counts`, equal to ``count_model`` of
+the built model; building costs about a second each and their grid has a different width and
+depth per candidate). MobileNet is built once per (alpha, input size modulo 32) and its MACs at
+the other sizes of the same class recomputed from the graph (:func:`edgekit.models.macs_at_size`,
+exact there); parameters do not depend on the input size (global pooling before the classifier).
 """
 
 from __future__ import annotations
@@ -79,12 +81,20 @@ def size_kb(param_count: int, precision: str) -> float:
 def count_configs(configs: list[Config], precision: str, num_classes: int = 1000,
                   progress: Callable[[str], None] | None = None) -> list[Candidate]:
     """Each configuration as a :class:`Candidate` with exact MACs and parameters."""
-    from edgekit.models import count_model, create_model, macs_at_size
+    from edgekit.models import count_model, create_model, get_spec, macs_at_size
+    from edgekit.models.efficientnet import build_efficientnet, plan_counts
 
     built: dict[tuple, tuple[object, int]] = {}  # (arch, knobs, size % 32) -> (model, params)
     candidates = []
     for config in configs:
         knobs = {k: v for k, v in config.overrides.items() if k != "resolution"}
+        spec = get_spec(config.arch)
+        if spec.builder is build_efficientnet:
+            params = {**spec.params, **knobs}
+            macs, count = plan_counts(params["width"], params["depth"], params.get("lite", False),
+                                      config.input_size, num_classes)
+            candidates.append(Candidate(config, macs, count, size_kb(count, precision)))
+            continue
         key = (config.arch, tuple(sorted(knobs.items())), config.input_size % 32)
         if key not in built:
             if progress is not None:
