@@ -368,3 +368,17 @@ def test_cli_latency_model_without_the_latency_package(tiny_cli, monkeypatch, tm
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == [
         "edgekit: error: --latency-model needs edgekit.latency (edgekit latency fit), which this install lacks"]
+
+
+def test_another_target_is_chosen_by_prediction_unless_measure_is_asked(tiny_v2, monkeypatch):
+    fake = FakeLatencyModel(macs={(c.arch, tuple(sorted(c.overrides.items())), c.input_size): c.macs
+                                  for c in tiny_v2})
+    monkeypatch.setattr(search_module, "measure", lambda *a: pytest.fail("measured for another target"))
+    from edgekit.devices import resolve_host
+
+    other = "raspberry-pi-4" if resolve_host().name != "raspberry-pi-4" else "x86-avx2"
+    limit = sorted(c.macs for c in tiny_v2)[-2] / 1e6 + 0.01
+    result = scale(_options(Budget(Metric.LATENCY_MS, limit), latency_model=fake, target=other), log=lambda line: None)
+    assert fake.checked[0] == (other, "tflite", "int8")
+    assert result.chosen.macs == sorted(c.macs for c in tiny_v2)[-2] and result.chosen.measured_ms is None
+    assert "finalists not measured" in result.to_dict()["notes"][0]

@@ -91,5 +91,7 @@ def _print(result) -> None:
                + (f", measured {c.measured_ms:.2f} ms" if c.measured_ms is not None else "")
                + (f", proxy val accuracy {c.val_accuracy:.4f}" if c.val_accuracy is not None else ""))
     click.echo(f"train it: {doc['chosen']['train_command']}")
+    for note in result.notes:
+        click.echo(f"note: {note}")
     if result.plot is not None:
         click.echo(f"wrote {result.plot}")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from edgekit.devices import get_device
+from edgekit.devices import get_device, mismatch, resolve_host
 from edgekit.messages import stderr
 from edgekit.profile.latency import TimingPlan
 from edgekit.tempfiles import atomic_write_bytes
@@ -85,10 +85,17 @@ class ScaleOptions:
         get_device(self.target)
 
     @property
+    def elsewhere(self) -> str | None:
+        """Why measuring on this machine does not stand for --target (None when it does)."""
+        return mismatch(get_device(self.target).name, resolve_host())
+
+    @property
     def finalists(self) -> int:
         if self.measure is not None:
             return self.measure
-        return DEFAULT_MEASURE if self.budget.metric is Metric.LATENCY_MS else 0
+        # The default measures on this machine only when it is the target.
+        latency = self.budget.metric is Metric.LATENCY_MS
+        return DEFAULT_MEASURE if latency and self.elsewhere is None else 0
 
 
 @dataclass
@@ -131,6 +138,10 @@ def scale(options: ScaleOptions, log: Callable[[str], None] = stderr) -> ScaleRe
         finalists = _measured_finalists(family.name, ranked, options, folder, log)
         chosen = _proxy_choice(finalists, options, folder, log) if options.proxy else finalists[0]
     result = ScaleResult(options, candidates, chosen)
+    if options.elsewhere is not None and predictor is not None:
+        result.notes.append(f"--target {options.target}: " + (
+            options.elsewhere if options.finalists else "finalists not measured (this machine is not the target; "
+            "--measure K measures them here all the same); chosen by predicted latency"))
     plot = options.plot or (options.out / "scale.png" if options.out is not None else None)
     if plot is not None:
         atomic_write_bytes(Path(plot), pareto_png(family.name, options.rule.value, candidates, chosen, options.budget))
