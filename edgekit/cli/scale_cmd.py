@@ -23,7 +23,7 @@ BUDGETS = (("max_latency_ms", "latency_ms"), ("max_macs", "macs"), ("max_params"
 @click.option("--latency-model", default=None, help="A latency model file from 'edgekit latency fit'.")
 @click.option("--max-macs", type=float, default=None, help="Multiply-accumulates budget (e.g. 3e8).")
 @click.option("--max-params", type=float, default=None, help="Parameter budget.")
-@click.option("--max-size-kb", type=float, default=None, help="Weights budget in KB at --precision (estimated).")
+@click.option("--max-size-kb", type=float, default=None, help="Weights budget in KB (1024 bytes) at --precision: parameters x bytes per weight.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="int8", show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["tflite", "onnx"]), default="tflite", show_default=True)
 @target_option("Device target the latency model and the exported candidates are for.")
