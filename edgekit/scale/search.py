@@ -12,10 +12,11 @@ latencies to the best few all the same.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from edgekit.devices import get_device, mismatch, resolve_host
 from edgekit.messages import stderr
@@ -138,7 +139,8 @@ def scale(options: ScaleOptions, log: Callable[[str], None] = stderr) -> ScaleRe
         finalists = _measured_finalists(family.name, ranked, options, folder, log)
         chosen = _proxy_choice(finalists, options, folder, log) if options.proxy else finalists[0]
     result = ScaleResult(options, candidates, chosen)
-    if options.elsewhere is not None and predictor is not None:
+    measured = any(c.measured_ms is not None for c in candidates)
+    if options.elsewhere is not None and (predictor is not None or measured):
         result.notes.append(f"--target {options.target}: " + (
             options.elsewhere if options.finalists else "finalists not measured (this machine is not the target; "
             "--measure K measures them here all the same); chosen by predicted latency"))
@@ -159,22 +161,15 @@ def _predictor(options: ScaleOptions):
     return model
 
 
-class _workdir:
+@contextlib.contextmanager
+def _workdir(out: Path | None) -> Iterator[Path]:
     """``out`` (made if missing), or a temporary folder removed afterwards."""
-
-    def __init__(self, out: Path | None) -> None:
-        self.out, self.tmp = out, None
-
-    def __enter__(self) -> Path:
-        if self.out is not None:
-            Path(self.out).mkdir(parents=True, exist_ok=True)
-            return Path(self.out)
-        self.tmp = tempfile.TemporaryDirectory(prefix="edgekit-scale-")
-        return Path(self.tmp.name)
-
-    def __exit__(self, *exc) -> None:
-        if self.tmp is not None:
-            self.tmp.cleanup()
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        yield Path(out)
+        return
+    with tempfile.TemporaryDirectory(prefix="edgekit-scale-") as tmp:
+        yield Path(tmp)
 
 
 def _settings(options: ScaleOptions) -> MeasureSettings:
