@@ -46,15 +46,26 @@ def test_one_knob_rules_spend_the_compound_macs_factor(rule):
 
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))
-def test_every_family_enumerates_and_builds(name):
+def test_every_family_enumerates_and_counts_without_building(name, monkeypatch):
+    import edgekit.models
+
     family = FAMILIES[name]
     configs = family.configs(Rule.COMPOUND)
-    assert len(configs) >= 10
+    assert len(configs) >= 20
     assert all(c.input_size % 8 == 0 and c.input_size >= 32 for c in configs)
     assert len({(c.arch, tuple(sorted(c.overrides.items())), c.input_size) for c in configs}) == len(configs)
-    tiny = count_configs(TINY[name].configs(Rule.COMPOUND), "int8", num_classes=10)
-    assert all(c.macs > 0 and c.param_count > 0 for c in tiny)
-    assert tiny[0].size_kb == pytest.approx(tiny[0].param_count / 1024)
+    monkeypatch.setattr(edgekit.models, "create_model", lambda *a, **k: pytest.fail("built a model to count it"))
+    counted = count_configs(configs, "int8")
+    assert all(c.macs > 0 and c.param_count > 0 for c in counted)
+    assert counted[0].size_kb == pytest.approx(counted[0].param_count / 1024)
+    if family.compound:  # phi = 0 is the base variant: the published B0 / Lite0 counts
+        base = next(c for c in counted if c.config.phi == 0.0)
+        assert (base.macs, base.param_count) == {"efficientnet": (385814752, 5330571),
+                                                 "efficientnet_lite": (385187552, 4694024)}[name]
+    else:
+        base = next(c for c in counted if c.overrides == {"alpha": 1.0} and c.input_size == 224)
+        assert (base.macs, base.param_count) == {"mobilenet_v1": (568740352, 4253864),
+                                                 "mobilenet_v2": (300774272, 3538984)}[name]
 
 
 def test_efficientnet_phi_zero_is_b0_and_lite0():
@@ -80,16 +91,28 @@ def test_width_and_resolution_rules_vary_only_their_knob(name):
         assert {c.overrides["alpha"] for c in width_only} == set(family.alphas)
 
 
-def test_macs_at_other_sizes_equal_full_builds():
-    """count_configs builds once per size modulo 32 and recomputes the MACs of the others."""
+@pytest.mark.parametrize("arch, alpha, size, extra", [
+    ("mobilenet_v2", 0.35, 96, {}), ("mobilenet_v2", 1.4, 104, {}), ("mobilenet_v2", 0.5, 33, {"expansion": 4}),
+    ("mobilenet_v1", 0.25, 97, {}), ("mobilenet_v1", 1.0, 120, {}), ("mobilenet_v1", 0.5, 48, {"depth_multiplier": 2}),
+])
+def test_mobilenet_plan_counts_equal_full_builds(arch, alpha, size, extra):
+    """MobileNet candidates are counted from the block tables: equal to count_model's figures."""
     from edgekit.models import count_model, create_model
+    from edgekit.scale.rules import Config
 
-    family = replace(TINY["mobilenet_v2"], alphas=(0.35,), resolutions=(32, 48, 64, 80))
-    for c in count_configs(family.configs(Rule.COMPOUND), "fp32", num_classes=10):
-        model = create_model(c.arch, (c.input_size, c.input_size, 3), 10, **c.overrides)
-        full = count_model(model)
-        assert (c.macs, c.param_count) == (full.macs, full.params), c.input_size
-        assert c.size_kb == pytest.approx(full.params * BYTES_PER_WEIGHT["fp32"] / 1024)
+    c, = count_configs([Config(arch, {"alpha": alpha, **extra}, size)], "fp32", num_classes=10)
+    full = count_model(create_model(arch, (size, size, 3), 10, alpha=alpha, **extra))
+    assert (c.macs, c.param_count) == (full.macs, full.params)
+    assert c.size_kb == pytest.approx(full.params * BYTES_PER_WEIGHT["fp32"] / 1024)
+
+
+def test_an_architecture_without_a_plan_is_built_and_counted():
+    from edgekit.models import count_model, create_model
+    from edgekit.scale.rules import Config
+
+    c, = count_configs([Config("lenet5", {}, 40)], "int8", num_classes=10)
+    full = count_model(create_model("lenet5", (40, 40, 3), 10))
+    assert (c.macs, c.param_count) == (full.macs, full.params)
 
 
 @pytest.mark.parametrize("name, phi, size, rule", [

@@ -6,8 +6,8 @@ exact parameters and MACs per layer. This layer imports nothing else of edgekit.
 """
 
 from . import zoo as _zoo  # noqa: F401  (registers the architectures)
-from .counting import LayerCount, ModelCount, count_model, layer_macs, macs_at_size
+from .counting import LayerCount, ModelCount, count_model, layer_macs
 from .registry import BuildOptions, ModelSpec, create_model, get_spec, list_models, load_weights
 
 __all__ = ["BuildOptions", "LayerCount", "ModelCount", "ModelSpec", "count_model",
-           "create_model", "get_spec", "layer_macs", "list_models", "load_weights", "macs_at_size"]
+           "create_model", "get_spec", "layer_macs", "list_models", "load_weights"]

@@ -114,31 +114,3 @@ def count_model(model: keras.Model) -> ModelCount:
     return ModelCount(model.name, tuple(rows), trainable + non_trainable, trainable,
                       non_trainable, sum(r.macs for r in rows))
 
-
-def macs_at_size(model: keras.Model, size: int) -> int:
-    """MACs of ``model``'s graph for a square ``size`` x ``size`` input, without rebuilding it:
-    each layer's output shape is recomputed from its inputs (``compute_output_shape``).
-
-    Layers keep what was fixed when the model was built. The zoo's stride-2 paddings
-    (``scaling.correct_pad``) follow the parity of the feature map at each of the five
-    downsamplings, so the result is exact when ``size`` is congruent to the built size modulo
-    32 (tests/test_scale.py checks it against full builds); :func:`count_model` of a model built
-    at ``size`` is the reference otherwise.
-    """
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"size got {size!r}; expected a positive integer")
-    source = model.inputs[0]
-    shapes = {id(source): (1, size, size, int(source.shape[-1]))}
-    total = 0
-    for layer in model.layers:
-        if isinstance(layer, layers.InputLayer):
-            continue
-        if isinstance(layer, keras.Model):
-            raise ValueError(f"{model.name} nests the model {layer.name}; build it at {size} and count_model it")
-        for node in getattr(layer, "_inbound_nodes", []):
-            ins = [shapes[id(t)] for t in node.input_tensors]
-            out = tuple(layer.compute_output_shape(ins[0] if len(ins) == 1 else ins))
-            for tensor in node.output_tensors:
-                shapes[id(tensor)] = out
-            total += layer_macs(layer, ins[0], out)
-    return int(total)

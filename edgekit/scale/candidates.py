@@ -1,12 +1,12 @@
 """Candidates: a configuration with its exact MACs and parameters (the zoo's counting), its
 estimated file size, and what prediction, measurement and proxy training add to it.
 
-Counting is exact and needs no TensorFlow conversion. EfficientNet B and Lite are counted from
-their stage plan (:func:`edgekit.models.efficientnet.plan_counts`, equal to ``count_model`` of
-the built model; building costs about a second each and their grid has a different width and
-depth per candidate). MobileNet is built once per (alpha, input size modulo 32) and its MACs at
-the other sizes of the same class recomputed from the graph (:func:`edgekit.models.macs_at_size`,
-exact there); parameters do not depend on the input size (global pooling before the classifier).
+Counting is exact and needs no TensorFlow conversion, nor a build: MobileNet v1/v2 and
+EfficientNet B/Lite are counted from their block tables (``plan_counts`` of
+:mod:`edgekit.models.mobilenet` and :mod:`edgekit.models.efficientnet`, equal to
+``count_model`` of the built model, which tests/test_scale.py checks), because Keras spends
+half a second to a second creating the layers of one model and a grid has up to a hundred.
+An architecture without a plan counter is built and counted (``count_model``) per configuration.
 """
 
 from __future__ import annotations
@@ -81,27 +81,33 @@ def size_kb(param_count: int, precision: str) -> float:
 def count_configs(configs: list[Config], precision: str, num_classes: int = 1000,
                   progress: Callable[[str], None] | None = None) -> list[Candidate]:
     """Each configuration as a :class:`Candidate` with exact MACs and parameters."""
-    from edgekit.models import count_model, create_model, get_spec, macs_at_size
-    from edgekit.models.efficientnet import build_efficientnet, plan_counts
+    from edgekit.models import count_model, create_model, get_spec
 
-    built: dict[tuple, tuple[object, int]] = {}  # (arch, knobs, size % 32) -> (model, params)
+    planned = _plan_counters()
     candidates = []
     for config in configs:
         knobs = {k: v for k, v in config.overrides.items() if k != "resolution"}
         spec = get_spec(config.arch)
-        if spec.builder is build_efficientnet:
-            params = {**spec.params, **knobs}
-            macs, count = plan_counts(params["width"], params["depth"], params.get("lite", False),
-                                      config.input_size, num_classes)
-            candidates.append(Candidate(config, macs, count, size_kb(count, precision)))
-            continue
-        key = (config.arch, tuple(sorted(knobs.items())), config.input_size % 32)
-        if key not in built:
+        if spec.builder in planned:
+            macs, params = planned[spec.builder]({**spec.params, **knobs}, config.input_size, num_classes)
+        else:
             if progress is not None:
                 progress(f"counting {config.arch} {knobs} at {config.input_size}")
-            model = create_model(config.arch, (config.input_size, config.input_size, 3), num_classes, **knobs)
-            built[key] = (model, count_model(model).params)
-        model, params = built[key]
-        candidates.append(Candidate(config, macs_at_size(model, config.input_size), params,
-                                    size_kb(params, precision)))
+            size = config.input_size
+            count = count_model(create_model(config.arch, (size, size, 3), num_classes, **knobs))
+            macs, params = count.macs, count.params
+        candidates.append(Candidate(config, macs, params, size_kb(params, precision)))
     return candidates
+
+
+def _plan_counters() -> dict:
+    """Builder -> (family parameters, size, classes) -> (MACs, parameters), from the tables."""
+    from edgekit.models import efficientnet, mobilenet
+
+    return {
+        mobilenet.build_mobilenet_v1: lambda p, size, k: mobilenet.plan_counts_v1(
+            p["alpha"], p["depth_multiplier"], size, k),
+        mobilenet.build_mobilenet_v2: lambda p, size, k: mobilenet.plan_counts_v2(p["alpha"], p["expansion"], size, k),
+        efficientnet.build_efficientnet: lambda p, size, k: efficientnet.plan_counts(
+            p["width"], p["depth"], p.get("lite", False), size, k),
+    }
