@@ -3,7 +3,8 @@
 - EfficientNet B and Lite: compound scaling (Tan & Le 2019, "EfficientNet: Rethinking Model
   Scaling for CNNs", arXiv:1905.11946, eq. 3): depth alpha^phi, width beta^phi, resolution
   gamma^phi with alpha=1.2, beta=1.1, gamma=1.15 (alpha * beta^2 * gamma^2 ~= 2, so each step
-  of phi roughly doubles the MACs), applied to B0 / Lite0 at 224 over a grid of phi.
+  of phi roughly doubles the MACs), applied to B0 / Lite0 at 224 over phi from -4 (about 50M
+  MACs, for the smallest devices) to +3 (about B3) in steps of 0.25.
   Resolutions are rounded to a multiple of 8: a phi step of 0.25 moves the resolution by
   about 3.5% (8 px at 224), so rounding to 32 would merge neighbouring phis into one
   resolution and leave steps in the MACs curve; a multiple of 8 keeps the feature maps of the
@@ -28,12 +29,13 @@ import difflib
 from dataclasses import dataclass
 from enum import Enum
 
-from edgekit.models.efficientnet import compound_coefficients
+from edgekit.models import get_spec
+from edgekit.models.efficientnet import Scaling, compound_coefficients, stage_plan
 
 ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15  # depth, width, resolution bases (Tan & Le 2019, section 3.3)
 RESOLUTION_MULTIPLE = 8
 MIN_RESOLUTION = 32  # the zoo's smallest input (ModelSpec.min_size of these families)
-PHIS = tuple(q / 4 for q in range(-8, 13))  # -2 .. +3 in steps of 0.25
+PHIS = tuple(q / 4 for q in range(-16, 13))  # -4 .. +3 in steps of 0.25
 MOBILENET_RESOLUTIONS = tuple(range(96, 225, 8))
 
 
@@ -80,13 +82,17 @@ class Family:
         return [Config(self.arch, {"alpha": a}, s) for a in alphas for s in sizes]
 
     def _phi_configs(self, rule: Rule) -> list[Config]:
+        lite = bool(get_spec(self.arch).params.get("lite", False))
         configs, seen = [], set()
         for phi in self.phis:
             width, depth, factor = multipliers(phi, rule)
             size = round_resolution(self.base_resolution * factor)
             overrides = {"width": round(width, 4), "depth": round(depth, 4), "resolution": size}
-            key = tuple(overrides.values())
-            if key not in seen:  # two phis that round to one configuration are one candidate
+            # Neighbouring phis can round to the same channels, repeats and resolution: the same
+            # network, kept once (the smaller multipliers).
+            scaling = Scaling(overrides["width"], overrides["depth"], lite)
+            key = (scaling.stem(), scaling.head(), tuple(stage_plan(scaling)), size)
+            if key not in seen:
                 seen.add(key)
                 configs.append(Config(self.arch, overrides, size, phi))
         return configs
