@@ -58,6 +58,7 @@ def test_every_family_enumerates_and_counts_without_building(name, monkeypatch):
     counted = count_configs(configs, "int8")
     assert all(c.macs > 0 and c.param_count > 0 for c in counted)
     assert counted[0].size_kb == pytest.approx(counted[0].param_count / 1024)
+    assert len({(c.macs, c.param_count, c.input_size) for c in counted}) == len(counted)  # no network twice
     if family.compound:  # phi = 0 is the base variant: the published B0 / Lite0 counts
         base = next(c for c in counted if c.config.phi == 0.0)
         assert (base.macs, base.param_count) == {"efficientnet": (385814752, 5330571),
