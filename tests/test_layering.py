@@ -46,8 +46,11 @@ LAYERS = {
     "filters": {"models", "runtime", "export", "run_record"},
     "benchmark": {"models", "data", "runtime", "profile", "export", "run_record"},
     "latency": {"models", "runtime", "profile", "export"},
+    # scale (issue 16 item 3): counts zoo models, predicts with a latency model, exports and times
+    # the finalists, and proxy-trains them.
+    "scale": {"models", "runtime", "profile", "export", "data", "train", "latency", "run_record"},
     "cli": {"models", "runtime", "data", "profile", "train", "evaluation", "export", "qat", "filters", "benchmark",
-            "run_record", "latency"},
+            "run_record", "latency", "scale"},
 }
 
 # (importer, imported) edges allowed for now, each with what removes it.

@@ -16,6 +16,7 @@ from .models_cmd import models_command, summary_command
 from .predict_cmd import predict_command
 from .profile_cmd import profile_command
 from .qat_cmd import qat_command
+from .scale_cmd import scale_command
 from .targets_cmd import targets_command
 from .quickstart_cmd import quickstart_command
 from .train_cmd import augment_command, evaluate_command, train_command
@@ -63,6 +64,7 @@ main.add_command(benchmark_command)
 main.add_command(latency_command)
 main.add_command(train_command)
 main.add_command(qat_command)
+main.add_command(scale_command)
 main.add_command(augment_command)
 main.add_command(evaluate_command)
 

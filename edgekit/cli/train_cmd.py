@@ -23,6 +23,8 @@ DEFAULT_AUGMENT = "crop,scale"
 @click.option("--channels", type=click.Choice(["1", "3"]), default=None,
               help="Model input channels (default: 1 for grayscale IDX/npz data, else 3).")
 @click.option("--alpha", type=float, default=None, help="Width multiplier (MobileNet).")
+@click.option("--width", type=float, default=None, help="Width multiplier (EfficientNet B and Lite).")
+@click.option("--depth", type=float, default=None, help="Depth multiplier (EfficientNet B and Lite).")
 @click.option("--epochs", default="auto", show_default=True,
               help="An epoch count, or auto: from the number of images (about 6,300 optimizer steps, "
                    "10 to 100 epochs), stopping early on the validation loss with the best weights restored.")
@@ -55,7 +57,7 @@ DEFAULT_AUGMENT = "crop,scale"
               help="Stop when the validation loss has not improved for this many epochs and restore the best "
                    "weights (0: off with --epochs N; with --epochs auto, a fifth of the epochs).")
 @run_options(("default", "mirrored", "multiworker"), "Continue the interrupted run in --out from its last checkpoint.")
-def train_command(arch, data, out, input_size, channels, alpha, epochs, batch_size, lr, label_smoothing, dropout,
+def train_command(arch, data, out, input_size, channels, alpha, width, depth, epochs, batch_size, lr, label_smoothing, dropout,
                   weight_decay, warmup_epochs, augment,
                   weights, freeze, fine_tune_epochs, mixed_precision, split,
                   val_fraction, early_stopping, strategy, resume, limit, seed, as_json):
@@ -66,6 +68,7 @@ def train_command(arch, data, out, input_size, channels, alpha, epochs, batch_si
         epochs = run_checked(parse_epochs, epochs)
         cfg = run_checked(TrainConfig, arch=arch, data=data, out=out, input_size=input_size,
                           channels=None if channels is None else int(channels), alpha=alpha,
+                          width=width, depth=depth,
                           epochs=epochs, batch_size=batch_size, lr=run_checked(parse_lr, lr),
                           label_smoothing=label_smoothing, dropout=dropout, warmup_epochs=warmup_epochs,
                           weight_decay=weight_decay,

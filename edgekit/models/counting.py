@@ -113,3 +113,4 @@ def count_model(model: keras.Model) -> ModelCount:
     non_trainable = _weights_size(model.non_trainable_weights)
     return ModelCount(model.name, tuple(rows), trainable + non_trainable, trainable,
                       non_trainable, sum(r.macs for r in rows))
+

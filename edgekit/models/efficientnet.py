@@ -170,3 +170,41 @@ def compound_coefficients(phi: float, alpha: float = 1.2, beta: float = 1.1,
                           gamma: float = 1.15, base_resolution: int = 224) -> tuple[float, float, int]:
     """(width, depth, resolution) for a compound coefficient phi (paper eq. 3)."""
     return (beta ** phi, alpha ** phi, int(math.ceil(base_resolution * gamma ** phi)))
+
+
+def plan_counts(width: float = 1.0, depth: float = 1.0, lite: bool = False, size: int = 224,
+                num_classes: int = 1000, channels: int = 3) -> tuple[int, int]:
+    """(MACs, parameters) of ``build_efficientnet`` with the top, from :func:`stage_plan` alone.
+
+    Why a count without a build: Keras spends about a second creating the layers of one
+    EfficientNet, and ``edgekit scale`` counts a grid of twenty of them. The figures follow
+    :mod:`.counting`'s conventions and equal ``count_model`` of the built model exactly
+    (tests/test_scale.py checks B and Lite at even and odd sizes); ``count_model`` stays the
+    reference. Parameters: convolutions without bias except the SE pair, 4 per BatchNorm
+    channel, 7 for B's input Normalization, the dense classifier. Every stride-2 step
+    (``correct_pad`` before a valid convolution) gives ceil(n / 2).
+    """
+    scaling = Scaling(float(width), float(depth), bool(lite))
+    n = -(-int(size) // 2)
+    stem = scaling.stem()
+    macs = 9 * channels * stem * n * n
+    params = 9 * channels * stem + 4 * stem + (0 if lite else 2 * channels + 1)
+    for _, row, f_in, f_out in stage_plan(scaling):
+        filters = f_in * row.expand
+        if row.expand != 1:
+            macs += f_in * filters * n * n
+            params += f_in * filters + 4 * filters
+        n = -(-n // 2) if row.stride == 2 else n
+        macs += row.kernel * row.kernel * filters * n * n
+        params += row.kernel * row.kernel * filters + 4 * filters
+        if not lite and 0 < row.se_ratio <= 1:
+            se = max(1, int(f_in * row.se_ratio))
+            macs += 2 * filters * se
+            params += 2 * filters * se + se + filters
+        macs += filters * f_out * n * n
+        params += filters * f_out + 4 * f_out
+    head = scaling.head()
+    f_last = round_filters(B0_STAGES[-1].filters_out, scaling.width)
+    macs += f_last * head * n * n + head * num_classes
+    params += f_last * head + 4 * head + head * num_classes + num_classes
+    return int(macs), int(params)

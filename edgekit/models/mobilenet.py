@@ -141,3 +141,54 @@ def build_mobilenet_v2(opts: BuildOptions, alpha: float = 1.0, expansion: int = 
     x = layers.ReLU(6.0, name="out_relu")(x)
     x = dense_head(x, opts, dropout=0.0)
     return keras.Model(inputs, x, name=f"mobilenetv2_{alpha:0.2f}_{opts.input_shape[0]}")
+
+
+def _ceil_half(n: int) -> int:
+    return -(-n // 2)
+
+
+def plan_counts_v1(alpha: float = 1.0, depth_multiplier: int = 1, size: int = 224, num_classes: int = 1000,
+                   channels: int = 3) -> tuple[int, int]:
+    """(MACs, parameters) of ``build_mobilenet_v1`` with the top, from the stage table alone
+    (``edgekit scale`` counts grids of them; building one costs Keras about half a second).
+    Equal to ``count_model`` of the built model (tests/test_scale.py); that stays the reference.
+    Its stride-2 blocks pad one row and column after, then a valid 3x3: floor(n / 2)."""
+    stem = int(V1_STEM * alpha)
+    n = _ceil_half(int(size))  # conv1: "same", stride 2
+    macs, params = 9 * channels * stem * n * n, 9 * channels * stem + 4 * stem
+    c_in = stem
+    for stage in V1_STAGES:
+        filters = int(stage.filters * alpha)
+        for i in range(stage.repeats):
+            n = n // 2 if stage.stride == 2 and i == 0 else n
+            dw = c_in * depth_multiplier
+            macs += 9 * dw * n * n + dw * filters * n * n
+            params += 9 * dw + 4 * dw + dw * filters + 4 * filters
+            c_in = filters
+    return int(macs + c_in * num_classes), int(params + c_in * num_classes + num_classes)
+
+
+def plan_counts_v2(alpha: float = 1.0, expansion: int = 6, size: int = 224, num_classes: int = 1000,
+                   channels: int = 3) -> tuple[int, int]:
+    """(MACs, parameters) of ``build_mobilenet_v2`` with the top, from the (t, c, n, s) table
+    alone, as :func:`plan_counts_v1`; stride-2 steps (``correct_pad``) give ceil(n / 2)."""
+    stem = make_divisible(V2_STEM * alpha)
+    n = _ceil_half(int(size))
+    macs, params = 9 * channels * stem * n * n, 9 * channels * stem + 4 * stem
+    c_in, block_id = stem, 0
+    for row in V2_BLOCKS:
+        t = row.t if row.t == 1 else int(expansion)
+        filters = make_divisible(int(row.c * alpha))
+        for i in range(row.n):
+            hidden = t * c_in if block_id else c_in
+            if block_id:
+                macs += c_in * hidden * n * n
+                params += c_in * hidden + 4 * hidden
+            n = _ceil_half(n) if row.s == 2 and i == 0 else n
+            macs += 9 * hidden * n * n + hidden * filters * n * n
+            params += 9 * hidden + 4 * hidden + hidden * filters + 4 * filters
+            c_in, block_id = filters, block_id + 1
+    head = make_divisible(V2_HEAD * alpha) if alpha > 1.0 else V2_HEAD
+    macs += c_in * head * n * n + head * num_classes
+    params += c_in * head + 4 * head + head * num_classes + num_classes
+    return int(macs), int(params)

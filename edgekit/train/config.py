@@ -66,6 +66,8 @@ class TrainConfig:
     input_size: int | None = None
     channels: int | None = None  # None: 1 for grayscale in-memory data, else 3
     alpha: float | None = None
+    width: float | None = None  # EfficientNet width multiplier (None: the variant's own)
+    depth: float | None = None  # EfficientNet depth multiplier (None: the variant's own)
     epochs: int | Auto = AUTO  # AUTO: from the number of images, with early stopping (epochs.py)
     batch_size: int = 128
     lr: float | Auto = DEFAULT_LR  # Auto.AUTO: picked by a learning-rate range test (lr_find.py)

@@ -97,7 +97,8 @@ def _build(cfg: TrainConfig, spec: PreprocessSpec, num_classes: int) -> tuple[ke
     info: dict = {}
     model = create_model(cfg.arch, (*spec.size, spec.channels), num_classes,
                          bn_momentum=cfg.bn_momentum, dropout=cfg.dropout,
-                         **({"alpha": cfg.alpha} if cfg.alpha is not None else {}))
+                         **{k: v for k, v in (("alpha", cfg.alpha), ("width", cfg.width), ("depth", cfg.depth))
+                            if v is not None})
     if is_imagenet(cfg.weights):
         info = pretrained.load_imagenet(model, cfg.arch, cfg.alpha, spec.size[0], log)
         log(f"loaded {info['layers_loaded']} layers of ImageNet weights; new: {', '.join(info['layers_new']) or 'none'}")
