@@ -469,7 +469,7 @@ def test_cli_says_what_auto_chose_and_which_weights_it_kept(tmp_path, monkeypatc
                                        "--out", str(tmp_path / "run"), "--limit", "64", "--batch-size", "16",
                                        "--early-stopping", "3", "--lr", "0.01"])
     assert result.exit_code == 0, result.stderr
-    assert "edgekit train: epochs: 14 (64 images at batch 16 = 4 steps per epoch; 1575 epochs reach" in result.stderr
+    assert "edgekit train: epochs: 14 (64 images at batch 16 = 4 steps per epoch; 3150 epochs reach" in result.stderr
     assert "capped at 14" in result.stderr
     assert "early stopping on the smoothed val_loss from epoch 8 with patience 3, best weights restored)" in result.stderr
     meta = json.loads((tmp_path / "run" / "edgekit.json").read_text())

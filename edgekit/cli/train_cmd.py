@@ -26,7 +26,7 @@ DEFAULT_AUGMENT = "crop,scale"
 @click.option("--width", type=float, default=None, help="Width multiplier (EfficientNet B and Lite).")
 @click.option("--depth", type=float, default=None, help="Depth multiplier (EfficientNet B and Lite).")
 @click.option("--epochs", default="auto", show_default=True,
-              help="An epoch count, or auto: from the number of images (about 6,300 optimizer steps, "
+              help="An epoch count, or auto: from the number of images (about 12,600 optimizer steps, "
                    "10 to 100 epochs), stopping early on the validation loss with the best weights restored.")
 @click.option("--batch-size", type=click.IntRange(1), default=128, show_default=True)
 @click.option("--lr", default="3e-3", show_default=True, metavar="RATE|auto",
