@@ -91,6 +91,15 @@ def _qparams(low: float, high: float) -> tuple[float, int]:
     return scale, int(np.clip(round(-128 - low / scale), -128, 127))
 
 
+def _zero_points(r: dict) -> set[int]:
+    """The zero point of a range; both neighbours when -128 - min/scale is (within float32
+    error) half-way between two integers, where rounding half-even and half-away differ."""
+    low, high = min(r["min"], 0.0), max(r["max"], 0.0)
+    raw = -128 - low / ((high - low) / 255.0)
+    tie = abs(abs(raw - np.floor(raw)) - 0.5) < 1e-3
+    return {int(np.clip(v, -128, 127)) for v in ((np.floor(raw), np.ceil(raw)) if tie else (round(raw),))}
+
+
 # -- the fake quantization itself -----------------------------------------------------------------
 
 @pytest.mark.parametrize("low, high", [(-0.9, 1.3), (0.0, 6.0), (-3.7, 0.2), (0.5, 2.0)])  # no zero-point ties
@@ -240,7 +249,7 @@ def test_tflite_tensor_scales_are_the_learned_ranges(qat_run, qat_files):
         layer = name.split(";")[0].split("/")[1].rsplit("_", 1)[0]  # model/block_2_add_1/Add -> block_2_add
         key = next(k for k, r in ranges.items() if layer in r["layers"])
         scale, zp = _qparams(ranges[key]["min"], ranges[key]["max"])
-        assert q.scale[0] == pytest.approx(scale, rel=1e-5) and q.zeroPoint[0] == zp, name
+        assert q.scale[0] == pytest.approx(scale, rel=1e-5) and q.zeroPoint[0] in _zero_points(ranges[key]), name
         checked += 1
     assert checked >= 35  # every ReLU6 output and Add of MobileNetV2
     notes = report.files[0].notes
@@ -313,7 +322,9 @@ def _efficientnet_qat(name, tmp_path_factory, formats):
     from edgekit.runtime import PreprocessSpec
 
     root = tmp_path_factory.mktemp(name)
-    model = create_model(name, (32, 32, 1), 10, bn_momentum=0.9)
+    # Scaled down (every block kind kept: swish, squeeze-excite, sigmoid gates): the full B0 made
+    # this the slowest test of the suite.
+    model = create_model(name, (32, 32, 1), 10, bn_momentum=0.9, width=0.25, depth=0.1)
     trained_run = train_run(root / "run", model, PreprocessSpec(**SPEC), name, epochs=1)
     out = root / "qat"
     qat(QatConfig(run=str(trained_run), out=str(out), epochs=1, batch_size=32, limit=64, lr=1e-3))
@@ -357,7 +368,7 @@ def _check_efficientnet_files(trained_run, out, report):
         if key is None or name.endswith(("/Mean", "/Reshape")):  # the converter gives these their input's scale
             continue
         scale, zp = _qparams(ranges[key]["min"], ranges[key]["max"])
-        assert q.scale[0] == pytest.approx(scale, rel=1e-5) and q.zeroPoint[0] == zp, name
+        assert q.scale[0] == pytest.approx(scale, rel=1e-5) and q.zeroPoint[0] in _zero_points(ranges[key]), name
         products += name.split(";")[0].rsplit("/", 1)[-1].split("_")[0].lower() == "mul"
     assert products >= len(swish) + len(excite), (products, len(swish), len(excite))
     assert sigmoids >= len(swish) + len(excite)
@@ -365,10 +376,11 @@ def _check_efficientnet_files(trained_run, out, report):
     assert notes["ranges_without_tensor"] == [] or set(notes["ranges_without_tensor"]) <= {
         k for k, r in ranges.items() if not r["applied"]}, notes
 
-    for path in paths.values():
+    for fmt, path in paths.items():
         model = Model(path)
-        assert model.inputs[0].dtype == "uint8", model
-        pixels = np.random.default_rng(0).integers(0, 256, (4, *model.inputs[0].shape[1:]), dtype=np.uint8)
+        want = "uint8" if fmt == "tflite" else "float32"  # uint8 pixels in: TFLite int8 only (--io auto)
+        assert model.inputs[0].dtype == want, model
+        pixels = np.random.default_rng(0).integers(0, 256, (4, *model.inputs[0].shape[1:])).astype(want)
         scores = model.predict(pixels)
         assert scores.shape == (4, 10) and np.isfinite(scores).all()
     if "onnx" not in paths:
@@ -377,7 +389,9 @@ def _check_efficientnet_files(trained_run, out, report):
     onnx_products = 0
     for tensor, scale in scales.items():
         key = key_of(tensor, index)
-        if key is None or not tensor.split(":")[0].rsplit("/", 1)[-1].lower().startswith("mul"):
+        # The products a range covers (swish, squeeze-excite); a BatchNormalization's own
+        # scale-multiply (".../batchnorm/mul_1") is an internal step inside the layer, calibrated.
+        if key is None or "/batchnorm/" in tensor or not tensor.split(":")[0].rsplit("/", 1)[-1].lower().startswith("mul"):
             continue
         assert scale == pytest.approx(_qparams(ranges[key]["min"], ranges[key]["max"])[0], rel=1e-5), tensor
         onnx_products += 1
@@ -387,9 +401,9 @@ def _check_efficientnet_files(trained_run, out, report):
 
 
 def test_efficientnet_b0_qat_ranges_cover_swish_and_se(tmp_path_factory):
-    """TFLite only: onnxruntime's calibrator fails on the ONNX graph of this B0 with learned
-    ranges ("Required inputs ['.../normalization_1/Sub/y:0', ...] are missing"); not solved yet."""
-    trained_run, out, report = _efficientnet_qat("efficientnet_b0", tmp_path_factory, ("tflite",))
+    """TFLite and ONNX (the B0's Normalization constants, once extra graph inputs that
+    onnxruntime's calibrator could not feed, are folded since issue 13)."""
+    trained_run, out, report = _efficientnet_qat("efficientnet_b0", tmp_path_factory, ("tflite", "onnx"))
     assert "input_layer" not in _ranges(out)  # Rescaling/Normalization: calibrated (module docstring)
     _check_efficientnet_files(trained_run, out, report)
 
