@@ -121,7 +121,7 @@ def test_numpy_views_are_the_tensorflow_views():
 
     from edgekit.evaluation import TTA_MODES, Tta, views
     from edgekit.runtime import PreprocessSpec
-    from edgekit.train.evaluate import _views
+    from edgekit.evaluation.keras_model import _views
 
     from edgekit.cli.train_cmd import TTA_CHOICES
 

@@ -40,7 +40,7 @@ LAYERS = {
     "data": {"runtime"},
     "profile": {"runtime", "models", "run_record"},
     "train": {"models", "data", "runtime", "run_record"},
-    "evaluation": {"models", "data", "runtime", "train", "run_record"},
+    "evaluation": {"models", "data", "runtime", "run_record"},
     "export": {"models", "data", "runtime", "profile", "run_record"},
     "qat": {"models", "data", "runtime", "train", "run_record"},
     "filters": {"models", "runtime", "export", "run_record"},
@@ -54,17 +54,8 @@ LAYERS = {
 }
 
 # (importer, imported) edges allowed for now, each with what removes it.
-KNOWN_UPWARD = {
-    ("edgekit.train.evaluate", "edgekit.evaluation"):
-        "issue 15 item 3 / issue 14: train/evaluate.py is evaluation's Keras scorer living in train; "
-        "moving it into edgekit.evaluation touches train (issue 14's files)",
-    ("edgekit.train.evaluate", "edgekit.evaluation.evaluate"):  # its re-export of ``evaluate``
-        "as above (issue 15 item 3 / issue 14)",
-}
-KNOWN_CYCLES = {
-    frozenset({"edgekit.evaluation", "edgekit.evaluation.evaluate", "edgekit.train.evaluate"}):
-        "the same train/evaluate.py <-> edgekit.evaluation pair as above (issue 15 item 3 / issue 14)",
-}
+KNOWN_UPWARD: dict[tuple[str, str], str] = {}
+KNOWN_CYCLES: dict[frozenset[str], str] = {}
 
 
 def module_name(path: Path) -> str:

@@ -17,7 +17,7 @@ import pytest
 from edgekit.data import load_split
 from edgekit.train import FreezeSpec, TrainConfig, train
 from edgekit.train import runstate
-from edgekit.train.evaluate import evaluate
+from edgekit.evaluation import evaluate
 
 from conftest import REPO
 from run_helpers import assert_same_weights, interrupt_after_epoch, interrupt_after_first_epoch

@@ -117,7 +117,7 @@ def _load_pretrained(path: Path, tmp_path: Path):
 
 
 def _load_for_eval(path: Path, tmp_path: Path):
-    from edgekit.train.evaluate import load_for_eval
+    from edgekit.evaluation.keras_model import load_for_eval
 
     load_for_eval(str(path))
 

@@ -2,7 +2,7 @@
 
 Models are loaded by kind: an exported .tflite/.onnx/.ort file through ``edgekit.runtime``
 (:mod:`.files`, no TensorFlow), a run folder or a .keras file through Keras
-(``edgekit.train.evaluate``, imported only then). Every kind yields a :class:`Scorer`, so an
+(``edgekit.evaluation.keras_model``, imported only then). Every kind yields a :class:`Scorer`, so an
 ensemble may mix them: each member prepares the images as it was trained (or exported) to take
 them, and the members' probabilities are averaged.
 """
@@ -18,12 +18,11 @@ import numpy as np
 
 from edgekit.data.sources import LabeledImages, load_split
 
-from .files import FileModel, is_model_file
+from .files import EXPECTED, FileModel, is_model_file
 from .metrics import agreement, scores
 from .outputs import require_matplotlib, write_outputs
 from .tta import Tta
 
-EXPECTED = "expected an edgekit run directory, a .keras file or an exported .tflite, .onnx or .ort file"
 
 
 @runtime_checkable
@@ -56,7 +55,7 @@ def load_model(path: ModelRef) -> Scorer:
     if os.path.isfile(path) and not path.endswith(".keras"):
         raise ValueError(f"MODEL got {path!r}; {EXPECTED}")
     try:
-        from edgekit.train.evaluate import load_for_eval
+        from edgekit.evaluation.keras_model import load_for_eval
     except ImportError as exc:  # the device install: the runtime only
         raise ValueError(f"MODEL {path!r} is not an exported .tflite/.onnx/.ort file; a run folder or a .keras "
                          f"file needs TensorFlow and Keras to evaluate ({exc}); install edgekit[train]") from None

@@ -25,6 +25,8 @@ from edgekit.runtime.spec import PreprocessSpec
 
 from .tta import Tta, views
 
+# What MODEL of ``edgekit evaluate`` may be (the Keras kinds are read by ``keras_model``).
+EXPECTED = "expected an edgekit run directory, a .keras file or an exported .tflite, .onnx or .ort file"
 BATCH = 64  # images per predict call (times the number of views)
 
 

@@ -3,7 +3,7 @@
 As in the benchmark practice of Krizhevsky et al. 2012 (AlexNet, section 4.1): the image and
 its mirror ("flip"), or the four corner crops and the centre crop of a slightly larger image
 and their mirrors ("10crop"). The crop geometry is defined here once; it is applied with numpy
-to exported files (below) and with TensorFlow ops to Keras models (``edgekit.train.evaluate``),
+to exported files (below) and with TensorFlow ops to Keras models (``edgekit.evaluation.keras_model``),
 the resize being ``edgekit.runtime.preprocess.resize``, which matches ``tf.image.resize``.
 
 Imports numpy and ``edgekit.runtime`` only.

@@ -2,9 +2,9 @@
 ``edgekit.evaluation.Scorer``, its images prepared by the data layer's tf preprocessing (as in
 training) and its test-time augmentation views cut with TensorFlow ops.
 
-The evaluation itself (metrics, agreement, ensembles, exported files, outputs) lives in
-``edgekit.evaluation``, which imports this module only for Keras models; ``evaluate`` is
-re-exported here for callers of the old home.
+The rest of the evaluation (metrics, agreement, ensembles, exported files, outputs) is in the
+other modules of ``edgekit.evaluation``; ``evaluate.load_model`` imports this module only for
+Keras models, so that scoring exported files needs no TensorFlow.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import tensorflow as tf
 
 from edgekit.data import normalize_tf, to_pixels_tf
 from edgekit.data.sources import LabeledImages
-from edgekit.evaluation import EXPECTED, Tta, crop_offsets, enlarged_size
-from edgekit.evaluation import CROP_ENLARGE, TTA_MODES, confusion, evaluate  # noqa: F401 - re-exported
+from edgekit.evaluation.files import EXPECTED
+from edgekit.evaluation.tta import Tta, crop_offsets, enlarged_size
 from edgekit.models.safe_load import load_keras_model
 from edgekit.run_record import RECORD, load_run
 from edgekit.runtime.spec import PreprocessSpec
