@@ -43,7 +43,7 @@ from edgekit.runtime.engines import EngineSettings, Spinning
 CV_WARN = 0.10  # std / mean above which a measurement is flagged as too noisy to trust
 MIN_RUNS = 10  # a time budget still times at least this many runs
 MAX_RUNS = 100_000
-BLOCK_MS = 20.0  # one turn of a call in interleaved mode: long enough to refill its caches, short enough to interleave
+BLOCK_MS = 100.0  # one turn of a call in interleaved mode: long enough to refill its caches, short enough to interleave
 MAX_BLOCK = 50
 SPINNING = Spinning.DURING_RUN  # the policy above
 
