@@ -1,5 +1,5 @@
 """Measure exported files side by side: static MACs and operator mix (``edgekit.profile``),
-interleaved latency (:func:`edgekit.profile.latency.interleaved`, files loaded as ``edgekit
+interleaved latency (:func:`edgekit.profile.runners.time_files`, files loaded as ``edgekit
 profile`` loads them), and the int8-versus-fp32 verdict (:mod:`.diagnose`).
 
 A row that cannot be loaded or run is marked failed with its reason; the other rows go on.
@@ -15,8 +15,8 @@ from typing import Callable
 from edgekit.devices import VNNI_FLAGS, X86_MACHINES, cpu_flags
 from edgekit.messages import one_line, stderr
 from edgekit.profile.env import allowed_cpus, environment, runtime_version
-from edgekit.profile.latency import Progress, TimingPlan, interleaved
-from edgekit.profile.runners import load_file
+from edgekit.profile.latency import Progress, TimingPlan
+from edgekit.profile.runners import Loaded, time_files
 from edgekit.profile.static import StaticReport, read_static
 
 from .diagnose import Int8Facts, Pair, RunSettings, int8_verdict
@@ -30,29 +30,21 @@ def measure_rows(rows: list[BenchmarkRow], threads: int, timing: TimingPlan,
     Returns (notes: one line per int8 verdict, environment as ``edgekit profile`` records it).
     """
     facts: dict[str, Int8Facts] = {}
-    calls, keep = {}, []
-    for row in rows:
-        if not row.ok:
-            continue
-        static = _static(row)
-        try:
-            loaded = load_file(Path(row.path), threads, 1)
-        except Exception as exc:  # a file the runtime refuses: its row fails, not the table
-            row.fail(f"cannot load {Path(row.path).name}: {one_line(exc)}")
-            continue
-        row.backend = loaded.backend
-        calls[row.key] = loaded.call
-        keep.append(loaded)
-        if row.precision == "int8":
-            facts[row.key] = _facts(loaded.model, static)
-    log(f"benchmark: timing {len(calls)} file(s) interleaved, {threads} thread(s), {timing.describe()} each")
-    timed = interleaved(calls, timing, progress)
-    for row in rows:
-        if row.key in timed.errors:
-            row.fail(timed.errors[row.key])
-        elif row.key in timed.stats:
-            row.latency = timed.stats[row.key]
-    del keep
+    by_key = {row.key: row for row in rows if row.ok}
+    statics = {key: _static(row) for key, row in by_key.items()}
+
+    def loaded(key: str, file: Loaded) -> None:
+        by_key[key].backend = file.backend
+        if by_key[key].precision == "int8":
+            facts[key] = _facts(file.model, statics[key])
+
+    log(f"benchmark: timing {len(by_key)} file(s) interleaved, {threads} thread(s), {timing.describe()} each")
+    timed = time_files({key: Path(row.path) for key, row in by_key.items()}, threads, timing, progress, loaded)
+    for key, row in by_key.items():
+        if key in timed.errors:
+            row.fail(timed.errors[key])
+        elif key in timed.stats:
+            row.latency = timed.stats[key]
     settings = run_settings(threads)
     notes = int8_notes(rows, facts, settings)
     backends = sorted({r.backend for r in rows if r.backend})

@@ -1,8 +1,11 @@
 """Export a zoo configuration and time the file, here or on a device over SSH.
 
-Export goes through the export table's own converters (:func:`edgekit.export.get_target`), with
-the accuracy budget off and **random calibration images**: only the file's operators and shapes
-matter for its latency, not its accuracy, so the int8 files of a fit are not for use.
+Export is ``edgekit export``'s own (:func:`edgekit.export.export_model`, its defaults for the
+target: uint8 pixels into an int8 TFLite file, the ONNX int8 form picked for the CPU), with the
+accuracy budget off, so the file timed is the one a user exporting that model gets. Without
+calibration data the int8 files are calibrated on a few **seeded random images**: only a file's
+operators and shapes matter for its latency, and the ranges of an untrained network on noise
+give the same operators and kernels; such files are for timing, not for use.
 Timing is the profiler's: :func:`edgekit.profile.profile_model` here, or
 :func:`edgekit.profile.profile_remote` (``edgekit profile --json`` on the device, as
 ``edgekit profile --remote`` runs it); the median (p50) of the timed runs is what the model fits.
@@ -10,44 +13,78 @@ Timing is the profiler's: :func:`edgekit.profile.profile_model` here, or
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from edgekit.tempfiles import atomic_write_bytes
-
 from .sampling import Config
 
 CALIBRATION_IMAGES = 8
+VALIDATION_IMAGES = 8
 
 
-def export_config(config: Config, fmt_precisions: list[tuple[str, str]], out_dir: Path,
-                  target: str = "host") -> dict[tuple[str, str], Path]:
-    """Write ``config`` as each (format, precision) into ``out_dir``; {(fmt, precision): path}."""
-    from edgekit.export.context import ConversionContext
-    from edgekit.export.options import CalibrationMethod, ExportOptions
-    from edgekit.export.targets import get_target
-    from edgekit.models import create_model, get_spec
+def file_stem(config: Config) -> str:
+    """``config`` as a file name: ``mobilenet_v2_alpha0p5_160`` (overrides in key order, no resolution)."""
+    knobs = "_".join(f"{k}{v:g}" for k, v in config.overrides if k != "resolution")
+    return "_".join(part for part in (config.arch, knobs, str(config.input_size)) if part).replace(".", "p")
+
+
+def random_calibration(config: Config, images: int = CALIBRATION_IMAGES):
+    """Seeded uniform 0-255 pixels, normalised as the architecture's preprocessing says, as an
+    ``edgekit.data.CalibrationData`` for ``ExportOptions.calibration``."""
+    from edgekit.data import ArrayCalibration
+    from edgekit.models import get_spec
 
     spec = get_spec(config.arch)
-    model = create_model(config.arch, input_shape=(config.input_size, config.input_size, 3), **dict(config.overrides))
-    rng = np.random.default_rng(0)
-    pixels = rng.uniform(0, 255, (CALIBRATION_IMAGES, config.input_size, config.input_size, 3))
-    calibration = ((pixels - spec.mean) / spec.std).astype(np.float32)
-    options = ExportOptions(formats=tuple(f for f, _ in fmt_precisions), precisions=tuple(p for _, p in fmt_precisions),
-                            max_accuracy_drop=None, min_agreement=None, target=target,
-                            calibration_method=CalibrationMethod.MINMAX)
-    ctx = ConversionContext(model, options, calibration)
-    paths = {}
-    try:
-        for fmt, precision in fmt_precisions:
-            path = Path(out_dir) / f"{config.key.replace('/', '_')}_{precision}.{fmt}"
-            atomic_write_bytes(path, get_target(fmt, precision).convert(ctx))
-            paths[(fmt, precision)] = path
-    finally:
-        ctx.close()
-    return paths
+    pixels = np.random.default_rng(0).uniform(0, 255, (images, config.input_size, config.input_size, 3))
+    return ArrayCalibration(((pixels - spec.mean) / spec.std).astype(np.float32))
+
+
+def export_config(config: Config, fmt_precisions: list[tuple[str, str]], out_dir: Path, target: str = "host",
+                  calibration=None, num_classes: int = 1000) -> dict[tuple[str, str], Path]:
+    """Build ``config`` (random weights: latency does not depend on them) and export it as
+    each (format, precision) of ``fmt_precisions`` into ``out_dir``; {(fmt, precision): path}.
+
+    ``calibration``: an image source (path) or ``CalibrationData`` for the int8 files (default
+    :func:`random_calibration`). ExportError naming the configuration when a file is not written.
+    """
+    from edgekit.export import ExportError, ExportOptions, Format, Precision, export_model, parse_choice
+    from edgekit.export.options import CalibrationMethod
+    from edgekit.models import create_model, get_spec
+    from edgekit.runtime import PreprocessSpec
+
+    spec = get_spec(config.arch)
+    model = create_model(config.arch, (config.input_size, config.input_size, 3), num_classes, **dict(config.overrides))
+    preprocess = PreprocessSpec(size=(config.input_size, config.input_size), channels=3,
+                                mean=(float(spec.mean),), std=(float(spec.std),))
+    wanted = [(parse_choice(f, Format, "--format").value, parse_choice(p, Precision, "--quantize").value)
+              for f, p in fmt_precisions]
+    formats = tuple(Format(f) for f in dict.fromkeys(f for f, _ in wanted))
+    precisions = tuple(Precision(p) for p in dict.fromkeys(p for _, p in wanted))
+    # One export when the pairs are every format x precision (as a fit asks), else one per pair.
+    groups = [(formats, precisions)] if len(set(wanted)) == len(formats) * len(precisions) else \
+        [((Format(f),), (Precision(p),)) for f, p in dict.fromkeys(wanted)]
+    calibration = random_calibration(config) if calibration is None else calibration
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    files = []
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".edgekit-config-") as tmp:
+        keras_path = Path(tmp) / f"{file_stem(config)}.keras"
+        model.save(keras_path)
+        for group_formats, group_precisions in groups:
+            options = ExportOptions(formats=group_formats, precisions=group_precisions, out_dir=Path(out_dir),
+                                    preprocess=preprocess, calibration=calibration,
+                                    num_calibration=CALIBRATION_IMAGES, num_validation=VALIDATION_IMAGES,
+                                    target=target, force=True, max_accuracy_drop=None, min_agreement=None,
+                                    calibration_method=CalibrationMethod.MINMAX)
+            files += export_model(keras_path, options, log=lambda line: None).files
+    written = {(f.target.format.value, f.target.precision.value): Path(f.path) for f in files if f.error is None}
+    missing = [f"{f}/{p}" for f, p in wanted if (f, p) not in written]
+    if missing:
+        reasons = "; ".join(f"{f.target.key}: {f.error}" for f in files if f.error is not None)
+        raise ExportError(f"exporting {config.key} failed for {', '.join(missing)}: {reasons or 'not written'}")
+    return {(f, p): written[(f, p)] for f, p in wanted}
 
 
 @dataclass

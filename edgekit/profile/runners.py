@@ -14,14 +14,16 @@ import importlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Callable
 
 import numpy as np
 
+from edgekit.messages import one_line
 from edgekit.runtime import Model, RuntimeModelError, TensorInfo
 from edgekit.runtime.engines import Spinning
 
-from .latency import SPINNING, timing_settings
+from .latency import SPINNING, Progress, Timed, TimingPlan, interleaved, timing_settings
 
 
 @dataclass
@@ -120,3 +122,26 @@ def load_file(path: Path, threads: int, batch: int, spinning: Spinning = SPINNIN
     delegates = _delegates(raw)
     return Loaded(raw.invoke, model.backend, init_ns / 1e6, shapes,
                   None if delegates is None else delegates > 0, keep=model, model=model)
+
+
+def time_files(paths: Mapping[str, Path], threads: int, plan: TimingPlan, progress: Progress | None = None,
+               on_load: Callable[[str, Loaded], None] | None = None) -> Timed:
+    """Load every file of ``paths`` (key -> path) with :func:`load_file` at ``threads`` and time
+    them together (:func:`edgekit.profile.latency.interleaved`): ``edgekit benchmark``'s timing.
+
+    A file that cannot be loaded is in the result's ``errors`` ("cannot load NAME: reason"), as
+    one that fails while timed is; the others are still timed. ``on_load(key, loaded)`` sees each
+    loaded file before the timing (its backend, its runtime ``Model``).
+    """
+    loaded, errors = {}, {}
+    for key, path in paths.items():
+        try:
+            loaded[key] = load_file(Path(path), threads, 1)
+        except Exception as exc:  # a file the runtime refuses fails alone
+            errors[key] = f"cannot load {Path(path).name}: {one_line(exc)}"
+            continue
+        if on_load is not None:
+            on_load(key, loaded[key])
+    timed = interleaved({key: lo.call for key, lo in loaded.items()}, plan, progress)
+    timed.errors = {**errors, **timed.errors}
+    return timed
