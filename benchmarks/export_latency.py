@@ -39,17 +39,21 @@ import json
 import platform
 import shutil
 import statistics
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from edgekit.profile.latency import SPINNING as PROFILE_SPINNING
-from edgekit.profile.latency import TimingPlan, interleaved
-from edgekit.profile.runners import load_file
-from edgekit.runtime.engines import EngineSettings, Spinning, onnx_session
-
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks.zoo_run import run_note, save_run  # noqa: E402
+from edgekit.profile.latency import SPINNING as PROFILE_SPINNING  # noqa: E402
+from edgekit.profile.latency import TimingPlan, interleaved  # noqa: E402
+from edgekit.profile.runners import load_file  # noqa: E402
+from edgekit.runtime.engines import EngineSettings, Spinning, onnx_session  # noqa: E402
+
 RESULTS = REPO / "benchmarks" / "results"
 SAMPLE = REPO / "calibration" / "fashion-mnist"
 ONNX_INT8_FORMS = tuple(itertools.product(("qdq", "qoperator"), ("int8", "uint8")))
@@ -253,12 +257,7 @@ def prepare(folder: Path, alpha: float, size: int, num_calibration: int, num_val
                          weights=str(weights) if weights else None)
     what = (f"MobileNetV2 alpha {alpha:g}, {size}x{size}x3, 1000 classes, "
             + (f"ImageNet weights from {weights.name}" if weights else "seeded random weights (no cached ImageNet weights)"))
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save(folder / "model.keras")
-    spec = PreprocessSpec(size=(size, size), channels=3)
-    (folder / "edgekit.json").write_text(json.dumps({
-        "architecture": "mobilenet_v2", "preprocess": spec.to_dict(),
-        "data": {"path": str(SAMPLE), "split": "train"}, "note": what}))
+    save_run(folder, model, "mobilenet_v2", PreprocessSpec(size=(size, size), channels=3), SAMPLE, what)
     common = dict(out_dir=folder, force=True, num_calibration=num_calibration, num_validation=num_validation)
     export_model(folder, ExportOptions(formats=(Format.TFLITE,), precisions=(Precision.FP32, Precision.INT8), **common))
     export_model(folder, ExportOptions(formats=(Format.ONNX,), precisions=(Precision.FP32,), **common))
@@ -303,10 +302,9 @@ def main() -> None:
     args = parser.parse_args()
     global SPINNING
     SPINNING = Spinning(args.spinning)
-    info_path = args.folder / "edgekit.json"
     if args.prepare:
         prepare(args.folder, args.alpha, args.size, args.num_calibration, args.num_validation)
-    model = json.loads(info_path.read_text()).get("note", "") if info_path.is_file() else ""
+    model = run_note(args.folder)
     variants = find_variants(args.folder)
     if not variants:
         raise SystemExit(f"no *_fp32 / *_int8* .tflite/.onnx files in {args.folder}")

@@ -35,9 +35,10 @@ BATCH = 500
 def _pixels(run: str, limit: int):
     from edgekit.data import load_split
     from edgekit.runtime.preprocess import preprocess
+    from edgekit.run_record import load_run
     from edgekit.runtime.spec import PreprocessSpec
 
-    spec = PreprocessSpec.from_dict(json.loads((Path(run) / "edgekit.json").read_text())["preprocess"])
+    spec = load_run(run).record.preprocess
     as_pixels = PreprocessSpec(size=spec.size, channels=spec.channels, mean=(0.0,), std=(1.0,), resize=spec.resize)
     images = load_split(DATA, "test").sample(limit, seed=0)
     pixels = np.stack([preprocess(images.images[i], as_pixels) for i in range(len(images))])
@@ -54,9 +55,11 @@ def _top1(model, pixels: np.ndarray, spec) -> np.ndarray:
 def measure(run: str, qat: str | None, limit: int) -> dict:
     import keras
 
+    from edgekit.run_record import model_file
+
     pixels, spec = _pixels(run, limit)
     rounded = np.round(pixels)
-    model = keras.models.load_model(Path(run) / "model.keras", compile=False)
+    model = keras.models.load_model(model_file(run), compile=False)
     exact, coarse = _top1(model, pixels, spec), _top1(model, rounded, spec)
     result = {"run": run, "images": len(pixels),
               "changed_pixels_fraction": float(np.mean(pixels != rounded)),

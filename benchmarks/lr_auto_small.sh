@@ -14,13 +14,15 @@ mkdir -p "$O"
 for seed in $SEEDS; do
   for lr in $LRS; do
     run=$O/lr_${lr}_seed$seed
-    [ -f $run/model.keras ] || { rm -rf $run; /usr/bin/time -f "%e s" nice -n 5 $E train mobilenet_v2 --alpha 0.35 \
+    .venv/bin/python -c "import sys; from edgekit.run_record import is_run; sys.exit(not is_run(sys.argv[1]))" $run || { rm -rf $run; /usr/bin/time -f "%e s" nice -n 5 $E train mobilenet_v2 --alpha 0.35 \
       --input-size 32 --data $D --limit 3000 --seed $seed --lr $lr --out $run --json > $run.train.json 2> $run.train.err; }
     nice -n 5 $E evaluate $run --data $D --json > $run.eval.json 2> $run.eval.err
-    python3 - "$run" <<'PY'
+    .venv/bin/python - "$run" <<'PY'
 import json, sys
+from edgekit.run_record import read_record
 run = sys.argv[1]
-meta, ev = json.load(open(run + "/edgekit.json")), json.load(open(run + ".eval.json"))
+record, ev = read_record(run), json.load(open(run + ".eval.json"))
+meta = {"config": record.config, **record.extra}
 lf = meta.get("lr_find")
 print(f"| {run.rsplit('/', 1)[1]} | {meta['config']['lr']:.3g} | "
       f"{'' if lf is None else lf['candidates']} | {meta['final'].get('accuracy', 0):.4f} | "

@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from edgekit.profile.env import environment  # noqa: E402
+from benchmarks.zoo_run import run_note, save_run  # noqa: E402
 from edgekit.profile.latency import TimingPlan  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
@@ -133,12 +134,7 @@ def prepare(folder: Path) -> str:
     keras.utils.set_random_seed(0)
     model = create_model("mobilenet_v2", (224, 224, 3), 1000, alpha=1.0)
     what = "MobileNetV2 alpha 1.0, 224x224x3, 1000 classes, seeded random weights"
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save(folder / "model.keras")
-    spec = PreprocessSpec(size=(224, 224), channels=3)
-    (folder / "edgekit.json").write_text(json.dumps({
-        "architecture": "mobilenet_v2", "preprocess": spec.to_dict(),
-        "data": {"path": str(SAMPLE), "split": "train"}, "note": what}))
+    save_run(folder, model, "mobilenet_v2", PreprocessSpec(size=(224, 224), channels=3), SAMPLE, what)
     export_model(folder, ExportOptions(formats=(Format.TFLITE, Format.ONNX), precisions=(Precision.FP32, Precision.INT8),
                                        out_dir=folder, force=True, num_calibration=100, num_validation=20,
                                        max_accuracy_drop=None))
@@ -159,9 +155,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error(f"--rounds got {args.rounds}; expected an integer >= 1")
-    info = args.folder / "edgekit.json"
-    model = prepare(args.folder) if args.prepare else \
-        json.loads(info.read_text()).get("note", "") if info.is_file() else ""
+    model = prepare(args.folder) if args.prepare else run_note(args.folder)
     files = find_files(args.folder)
     plan = TimingPlan(warmup=args.warmup, min_time_s=args.min_time)
     rows = compare(files, [int(t) for t in args.threads.split(",")], plan, args.rounds, args.tolerance)
