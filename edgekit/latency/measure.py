@@ -56,7 +56,8 @@ def export_config(config: Config, fmt_precisions: list[tuple[str, str]], out_dir
     from edgekit.runtime import PreprocessSpec
 
     spec = get_spec(config.arch)
-    model = create_model(config.arch, (config.input_size, config.input_size, 3), num_classes, **dict(config.overrides))
+    knobs = {k: v for k, v in config.overrides if k != "resolution"}  # the input size is input_size
+    model = create_model(config.arch, (config.input_size, config.input_size, 3), num_classes, **knobs)
     preprocess = PreprocessSpec(size=(config.input_size, config.input_size), channels=3,
                                 mean=(float(spec.mean),), std=(float(spec.std),))
     wanted = [(parse_choice(f, Format, "--format").value, parse_choice(p, Precision, "--quantize").value)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from edgekit.latency.measure import export_config
+from edgekit.latency.sampling import Config
 from edgekit.messages import stderr
 from edgekit.profile.latency import TimingPlan
 from edgekit.profile.runners import time_files
@@ -35,8 +36,9 @@ class MeasureSettings:
 def export_candidate(c: Candidate, folder: Path, settings: MeasureSettings,
                      log: Callable[[str], None] = stderr) -> Path:
     """Build ``c`` and export it into ``folder``; the path of the file written."""
+    config = Config.of(c.arch, c.overrides, c.input_size)
     pair = (settings.fmt, settings.precision)
-    path = next(iter(export_config(c.config, [pair], folder, settings.target, settings.calibration,
+    path = next(iter(export_config(config, [pair], folder, settings.target, settings.calibration,
                                    settings.num_classes).values()))
     log(f"scale: exported {c.arch} {c.describe()} to {path}")
     return path
