@@ -312,6 +312,33 @@ def test_cli_choices_equal_the_library():
 
 
 @pytest.mark.slow
+def test_latency_budget_steps_up_when_the_model_is_pessimistic(tiny_v2, monkeypatch):
+    """Every file measures at half its prediction: the best finalist is far under the budget, so
+    larger configurations predicted over it are measured, and the largest that fits is chosen."""
+    fake = FakeLatencyModel(macs={(c.arch, tuple(sorted(c.overrides.items())), c.input_size): c.macs
+                                  for c in tiny_v2})
+    monkeypatch.setattr(search_module, "load_latency_model", lambda path: fake)
+    batches = []
+
+    def half_measure(batch, folder, settings, log):
+        batches.append(len(batch))
+        for c in batch:
+            c.measured_ms = c.predicted_ms * 0.5
+
+    monkeypatch.setattr(search_module, "measure", half_measure)
+    macs = sorted(c.macs for c in tiny_v2)
+    limit = macs[1] / 1e6 + 0.01  # the two smallest fit by prediction
+    larger = [m for m in macs if m / 1e6 * 0.5 <= limit and m / 1e6 > limit]
+    assert larger, "the tiny grid needs a configuration that fits only once measured"
+    result = scale(_options(Budget(Metric.LATENCY_MS, limit), latency_model="fake.json", measure=2),
+                   log=lambda line: None)
+    chosen = result.chosen
+    assert chosen.macs == max(larger) and chosen.predicted_ms > limit >= chosen.measured_ms
+    assert chosen.under_budget and any("pessimistic" in note for note in chosen.notes)
+    assert len(batches) >= 2  # the finalists under the prediction, then the larger ones
+    assert result.to_dict()["chosen"]["measured_ms"] <= limit
+
+
 def test_latency_budget_measures_real_files(tmp_path):
     """Two tiny MobileNet v2 files exported to int8 TFLite and timed; the chosen one is measured."""
     family = replace(TINY["mobilenet_v2"], alphas=(0.35,), resolutions=(32, 64))

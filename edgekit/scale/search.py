@@ -5,7 +5,9 @@ training), and report every candidate.
 A latency budget needs a latency model (``edgekit.latency``, fitted per device): candidates are
 kept by predicted latency, then the best ``measure`` of them (most MACs first) are exported and
 timed on this machine, in rounds of ``measure`` down the ranking until one measures within the
-budget. MACs, parameter and size budgets are exact or estimated from the counts alone: no
+budget; when the best of those measures under :data:`STEP_UP_BELOW` of the budget, the model
+was pessimistic, and larger configurations whose prediction, scaled by the measured/predicted
+ratio, fits the budget are measured too (up to ``MAX_ROUNDS`` rounds up). MACs, parameter and size budgets are exact or estimated from the counts alone: no
 conversion, no TensorFlow work beyond building the graphs; ``measure`` > 0 adds measured
 latencies to the best few all the same.
 """
@@ -13,6 +15,7 @@ latencies to the best few all the same.
 from __future__ import annotations
 
 import contextlib
+import statistics
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +36,9 @@ from .rules import Family, Rule, get_family, parse_rule
 SCHEMA = "edgekit.scale/1"
 DEFAULT_MEASURE = 3  # finalists measured per round with a latency budget
 MAX_ROUNDS = 3  # rounds of measurement before the predictions are declared too optimistic
+# A finalist measured under this share of a latency budget: the latency model was pessimistic
+# for this machine, so larger configurations predicted over the budget are measured too.
+STEP_UP_BELOW = 0.85
 FORMATS = ("tflite", "onnx")
 
 
@@ -137,6 +143,8 @@ def scale(options: ScaleOptions, log: Callable[[str], None] = stderr) -> ScaleRe
         f"largest {ranked[0].describe()} ({human(ranked[0].macs)} MACs)")
     with _workdir(options.out) as folder:
         finalists = _measured_finalists(family.name, ranked, options, folder, log)
+        if options.budget.metric is Metric.LATENCY_MS and finalists[0].measured_ms is not None:
+            finalists = _step_up(finalists, candidates, options, folder, log)
         chosen = _proxy_choice(finalists, options, folder, log) if options.proxy else finalists[0]
     result = ScaleResult(options, candidates, chosen)
     measured = any(c.measured_ms is not None for c in candidates)
@@ -204,6 +212,37 @@ def _measured_finalists(family: str, ranked: list[Candidate], options: ScaleOpti
         f"{options.budget.limit:g} although predicted to (fastest: {fastest.describe()}, predicted "
         f"{fastest.predicted_ms:.2f} ms, measured {fastest.measured_ms:.2f} ms); the latency model is optimistic "
         "for this machine: refit it, or lower the budget")
+
+
+def _step_up(fit: list[Candidate], candidates: list[Candidate], options: ScaleOptions, folder: Path,
+             log: Callable[[str], None]) -> list[Candidate]:
+    """``fit`` (measured within the latency budget) and any larger candidate measured within it
+    after a pessimistic prediction, best (most MACs) first."""
+    limit, k = options.budget.limit, max(1, options.finalists)
+    fit = list(fit)
+    for _ in range(MAX_ROUNDS):
+        best = max(fit, key=lambda c: (c.macs, c.param_count))
+        if best.measured_ms >= STEP_UP_BELOW * limit:
+            break
+        ratio = statistics.median(c.measured_ms / c.predicted_ms for c in candidates
+                                  if c.measured_ms is not None and c.predicted_ms)
+        larger = sorted((c for c in candidates if c.measured_ms is None and c.predicted_ms is not None
+                         and c.macs > best.macs and c.predicted_ms * ratio <= limit),
+                        key=lambda c: (-c.macs, -c.param_count))[:k]
+        if not larger:
+            break
+        log(f"scale: {best.describe()} measured {best.measured_ms:.2f} ms, under {100 * STEP_UP_BELOW:.0f}% of the "
+            f"budget (measured/predicted {ratio:.2f}): measuring {len(larger)} larger configuration(s)")
+        measure(larger, folder, _settings(options), log)
+        for c in larger:
+            if c.measured_ms <= limit:
+                c.under_budget = True
+                c.notes.append(f"predicted {c.predicted_ms:.2f} ms, measured {c.measured_ms:.2f} ms: within the budget "
+                               "(the latency model is pessimistic here)")
+                fit.append(c)
+            else:
+                c.notes.append(f"measured {c.measured_ms:.2f} ms, over the budget (predicted {c.predicted_ms:.2f} ms)")
+    return sorted(fit, key=lambda c: (-c.macs, -c.param_count))
 
 
 def _proxy_choice(finalists: list[Candidate], options: ScaleOptions, folder: Path,
