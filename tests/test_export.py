@@ -60,6 +60,35 @@ def test_every_target_is_written_validated_and_carries_metadata(exported, key):
         assert v.agreement >= 0.8 and abs(v.accuracy - report.keras_accuracy) <= 0.05
 
 
+def test_validation_runs_in_bounded_chunks(exported, monkeypatch):
+    """Validation feeds the Keras model and the file a few images at a time (at most
+    BATCH_PIXELS pixels a call): the outputs equal one call on every image; a model at a high
+    resolution gets one image a call; random validation takes --num-validation images."""
+    import numpy as np
+
+    from edgekit.export import datasets, validate
+    from edgekit.runtime import Model, PreprocessSpec
+
+    report, _ = exported
+    (f,) = [f for f in report.files if f.target.key == "tflite/fp32"]
+    inputs = np.random.default_rng(0).normal(size=(10, *Model(f.path).inputs[0].shape[1:])).astype(np.float32)
+    data = datasets.ValidationData(inputs, None, "random")
+    whole = validate.run_file(f.path, data)
+    calls = []
+    real_predict = Model.predict
+    monkeypatch.setattr(Model, "predict", lambda self, x: calls.append(len(x)) or real_predict(self, x))
+    monkeypatch.setattr(validate, "BATCH_PIXELS", 3 * inputs.shape[1] * inputs.shape[2])
+    chunked = validate.run_file(f.path, data)
+    assert calls == [3, 3, 3, 1]
+    np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)
+    monkeypatch.undo()
+    assert validate.batch_size(np.zeros((2, 634, 634, 3), np.float32)) == 1
+    assert validate.batch_size(np.zeros((2, 32, 32, 1), np.float32)) == validate.MAX_BATCH
+    spec = PreprocessSpec(size=(8, 8), channels=1)
+    assert len(datasets.random_validation(spec, 5).inputs) == 5
+    assert len(datasets.random_validation(spec).inputs) == len(datasets.random_validation(spec, 10**6).inputs) == 64
+
+
 def test_report_json_schema_and_skips(exported):
     report, _ = exported
     doc = json.loads(json.dumps(report.to_dict()))

@@ -83,9 +83,10 @@ def normalize(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     return ((pixels.astype(np.float32, copy=False) - mean) / std).astype(np.float32, copy=False)
 
 
-def random_validation(spec: PreprocessSpec) -> ValidationData:
-    """Seeded random pixels, normalised: enough to compare outputs when no data is known."""
+def random_validation(spec: PreprocessSpec, num: int | None = None) -> ValidationData:
+    """Seeded random pixels, normalised: enough to compare outputs when no data is known
+    (``num`` of them, at most RANDOM_VALIDATION)."""
     h, w = spec.size
-    pixels = np.random.default_rng(0).integers(0, 256, (RANDOM_VALIDATION, h, w, spec.channels)).astype(np.float32)
-    return ValidationData(normalize(pixels, spec), None, f"{RANDOM_VALIDATION} random images (no data known)",
-                          pixels=pixels)
+    n = RANDOM_VALIDATION if num is None else max(1, min(RANDOM_VALIDATION, int(num)))
+    pixels = np.random.default_rng(0).integers(0, 256, (n, h, w, spec.channels)).astype(np.float32)
+    return ValidationData(normalize(pixels, spec), None, f"{n} random images (no data known)", pixels=pixels)

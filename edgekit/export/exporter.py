@@ -196,7 +196,7 @@ def _context(source: ExportSource, options: ExportOptions, targets: list[Target]
     if data_path is not None:
         validation = datasets.load_validation(data_path, source.spec, options.num_validation, num_classes)
     else:
-        validation = datasets.random_validation(source.spec)
+        validation = datasets.random_validation(source.spec, options.num_validation)
         report.warnings.append("no data known: validation compares outputs on random images only")
     if not source.class_names:  # a bare .keras file: the data's names, when they fit the model
         source.class_names = validation.class_names

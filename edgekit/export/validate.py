@@ -9,6 +9,9 @@ import numpy as np
 
 from .datasets import ValidationData
 
+# Validation runs the Keras model and the file on chunks of the images (see batch_size).
+MAX_BATCH = 64
+BATCH_PIXELS = 224 * 224 * 8  # 8 images at 224x224, 64 at 79x79 or less, 1 at 634x634 or more
 # fp32 exports must reproduce the Keras model this closely, or the export fails.
 FP32_MAX_ABS_DIFF = 1e-4
 FP32_MIN_AGREEMENT = 0.999
@@ -41,9 +44,18 @@ def accuracy(outputs: np.ndarray, labels: np.ndarray | None) -> float | None:
     return None if labels is None else float(np.mean(outputs.argmax(-1) == labels))
 
 
+def batch_size(inputs: np.ndarray) -> int:
+    """Images per call when validating: at most :data:`MAX_BATCH`, and at most
+    :data:`BATCH_PIXELS` pixels, so that a large model at a high resolution (EfficientNet-B3 at
+    236x236: 15.7 GB peak with 64 images per call) runs in bounded memory."""
+    pixels = int(np.prod(inputs.shape[1:3])) if inputs.ndim == 4 else 1
+    return max(1, min(MAX_BATCH, BATCH_PIXELS // max(pixels, 1)))
+
+
 def keras_reference(model, data: ValidationData) -> Reference:
-    outputs = np.concatenate([np.asarray(model(data.inputs[i:i + 64], training=False))
-                              for i in range(0, len(data.inputs), 64)])
+    step = batch_size(data.inputs)
+    outputs = np.concatenate([np.asarray(model(data.inputs[i:i + step], training=False))
+                              for i in range(0, len(data.inputs), step)])
     return Reference(outputs, accuracy(outputs, data.labels))
 
 
@@ -51,8 +63,10 @@ def run_file(path, data: ValidationData, layout: str = "NHWC") -> np.ndarray:
     from edgekit.runtime import Model
 
     model = Model(path)
+    step = batch_size(data.inputs)
     x = data.inputs.transpose(0, 3, 1, 2) if layout == "NCHW" else data.inputs
-    return np.asarray(model.predict(np.ascontiguousarray(x)), dtype=np.float32)
+    return np.concatenate([np.asarray(model.predict(np.ascontiguousarray(x[i:i + step])), dtype=np.float32)
+                           for i in range(0, len(x), step)])
 
 
 def compare(outputs: np.ndarray, data: ValidationData, ref: Reference) -> Validation:
