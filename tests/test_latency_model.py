@@ -58,6 +58,27 @@ def test_extractors_agree(exported, config, fmt):
     assert from_config.macs == from_file.macs
 
 
+def _plan_macs(config: Config) -> int:
+    """The architecture's MACs from its stage table alone (edgekit.models' plan counts)."""
+    from edgekit.models.efficientnet import plan_counts
+    from edgekit.models.mobilenet import plan_counts_v2
+
+    knobs = dict(config.overrides)
+    if config.arch == "mobilenet_v2":
+        return plan_counts_v2(alpha=knobs.get("alpha", 1.0), size=config.input_size)[0]
+    return plan_counts(width=knobs.get("width", 1.0), depth=knobs.get("depth", 1.0),
+                       lite=config.arch.startswith("efficientnet_lite"), size=config.input_size)[0]
+
+
+@pytest.mark.parametrize("config", AGREE, ids=lambda c: c.key)
+def test_kernel_macs_sum_to_the_plan_counts(config):
+    """The latency features split exactly the network's MACs: their sum over every kernel equals
+    the count of the architecture's stage table (so no layer is lost to or double-counted by
+    the kernel types the model fits)."""
+    table = FeatureTable.of(config_kernels(config.arch, dict(config.overrides), config.input_size, "fp32"))
+    assert table.macs == _plan_macs(config)
+
+
 def test_numpy_nnls_matches_known_solution():
     rng = np.random.default_rng(0)
     a = rng.uniform(0, 1, (40, 5))
