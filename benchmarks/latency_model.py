@@ -21,6 +21,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -62,13 +63,14 @@ def report(rows: list[dict], model_doc: dict, args) -> tuple[str, dict]:
         families[fam] = {"n": len(sub), "within_10pct": within([r["predicted_ms"] for r in sub], [r["measured_ms"] for r in sub]),
                          "rmspe": rmspe([r["predicted_ms"] for r in sub], [r["measured_ms"] for r in sub])}
     key = f"{args.format}/{args.precision}"
-    summary = {"key": key, "threads": args.threads, "minutes": args.minutes, "device": model_doc["device"],
+    summary = {"key": key, "threads": args.threads, "minutes": args.minutes,
+               "fit_minutes": round(args.fit_minutes, 2), "device": model_doc["device"],
                "fit_configurations": len(model_doc["predictors"][key]["samples"]),
                "fit_rmspe": model_doc["predictors"][key]["fit_rmspe"], "held_out": len(rows),
                "within_10pct": within(pred, meas), "rmspe": rmspe(pred, meas), "families": families, "rows": rows}
     lines = [f"# Latency model, {key}, {args.threads} thread(s)", "",
              f"Device: {model_doc['device']['target']} ({model_doc['device']['cpu_model']}). Fitted in "
-             f"{args.minutes:g} min on {summary['fit_configurations']} configurations (fit RMSPE "
+             f"{args.fit_minutes:.1f} min (budget {args.minutes:g}) on {summary['fit_configurations']} configurations (fit RMSPE "
              f"{summary['fit_rmspe']}%); {len(rows)} held-out configurations: "
              f"**{100 * summary['within_10pct']:.0f}% within +-10%, RMSPE {summary['rmspe']:.1f}%**.", "",
              "| family | n | within +-10% | RMSPE % |", "|---|---|---|---|"]
@@ -91,8 +93,10 @@ def main() -> None:
     parser.add_argument("--tag", default="")
     args = parser.parse_args()
     held = held_out()[: args.held_out] if args.held_out else held_out()
+    start = time.monotonic()
     model = fit((args.format,), (args.precision,), threads=args.threads, minutes=args.minutes, seed=args.seed,
                 exclude=held, min_time_s=args.min_time)
+    args.fit_minutes = (time.monotonic() - start) / 60
     rows = measure(held, args.format, args.precision, args.threads, args.min_time)
     for row in rows:
         row["predicted_ms"] = model.predict_config(row["arch"], row["overrides"], row["input_size"], args.format,
