@@ -7,9 +7,9 @@ kept by predicted latency, then the best ``measure`` of them (most MACs first) a
 timed on this machine, in rounds of ``measure`` down the ranking until one measures within the
 budget; when the best of those measures under :data:`STEP_UP_BELOW` of the budget, the model
 was pessimistic, and larger configurations whose prediction, scaled by the measured/predicted
-ratio, fits the budget are measured too (up to ``MAX_ROUNDS`` rounds up). MACs, parameter and size budgets are exact or estimated from the counts alone: no
-conversion, no TensorFlow work beyond building the graphs; ``measure`` > 0 adds measured
-latencies to the best few all the same.
+ratio, fits the budget are measured too (up to ``MAX_ROUNDS`` rounds up). MACs, parameter and
+size budgets are exact or estimated from the counts alone: no conversion, no TensorFlow work
+beyond building the graphs; ``measure`` > 0 adds measured latencies to the best few all the same.
 """
 
 from __future__ import annotations
