@@ -1,12 +1,12 @@
 """``--epochs auto``: the epoch count chosen from the number of images, the plan of a run
-(early stopping, no validation data), and parsing of ``--epochs``."""
+(early stopping, no validation data), and parsing of ``--epochs``; ``--batch-size auto``."""
 
 from __future__ import annotations
 
 import pytest
 
-from edgekit.train import AUTO, TrainConfig, auto_epochs, parse_epochs, plan_epochs
-from edgekit.train.epochs import MAX_EPOCHS, MIN_EPOCHS, TARGET_STEPS, auto_patience
+from edgekit.train import AUTO, TrainConfig, auto_batch_size, auto_epochs, parse_batch_size, parse_epochs, plan_epochs
+from edgekit.train.epochs import BATCH_SIZES, MAX_EPOCHS, MIN_EPOCHS, TARGET_STEPS, auto_patience
 
 
 @pytest.mark.parametrize("images, batch, epochs", [
@@ -79,3 +79,54 @@ def test_plan_explicit_epochs_are_obeyed():
 
 def test_auto_patience():
     assert [auto_patience(e) for e in (10, 15, 40, 100)] == [5, 5, 8, 20]
+
+
+@pytest.mark.parametrize("images, batch", [
+    (54_000, 128),  # Fashion-MNIST with the 10% hold-out: the recipe as tuned
+    (16_128, 128),  # 126 steps an epoch: 100 epochs reach the target exactly
+    (16_000, 64),
+    (10_800, 64),  # the quick start's 12,000 images
+    (2_700, 32),  # the small sets of issue 14: as many steps as the cap allows
+    (1, 32),
+])
+def test_auto_batch_size_reaches_the_recipes_steps_when_it_can(images, batch):
+    chosen, why = auto_batch_size(images)
+    assert chosen == batch and f"{images} images" in why
+    reaches = -(-images // batch) * MAX_EPOCHS >= TARGET_STEPS
+    assert reaches or batch == BATCH_SIZES[-1]
+    larger = [b for b in BATCH_SIZES if b > batch]
+    assert all(-(-images // b) * MAX_EPOCHS < TARGET_STEPS for b in larger)  # the largest that reaches it
+
+
+@pytest.mark.parametrize("text, value", [("auto", AUTO), ("32", 32), (64, 64)])
+def test_parse_batch_size(text, value):
+    assert parse_batch_size(text) == value
+
+
+@pytest.mark.parametrize("text", ["0", "big", 2.5, True])
+def test_parse_batch_size_names_the_bad_value(text):
+    with pytest.raises(ValueError, match=f"--batch-size got {text!r}; expected auto or an integer >= 1"):
+        parse_batch_size(text)
+
+
+def test_train_config_batch_size_is_auto_by_default():
+    assert TrainConfig("lenet5", "d", "o").batch_size == AUTO
+    assert TrainConfig("lenet5", "d", "o", batch_size="auto").to_dict()["batch_size"] == "auto"
+    with pytest.raises(ValueError, match="--batch-size got 0"):
+        TrainConfig("lenet5", "d", "o", batch_size=0)
+
+
+def test_a_run_resolves_and_records_auto_batch_size(sample_npz, tmp_path):
+    """The run trains at the resolved size, records what was asked and why; a resumed checkpoint
+    trained at another size is refused with the size to pass."""
+    from edgekit.train import train
+    from edgekit.train.run import _batch_size
+
+    meta = train(TrainConfig("lenet5", sample_npz, str(tmp_path / "run"), epochs=1, limit=64, augment="none",
+                             tensorboard=False))
+    assert meta["batch_size"]["requested"] == "auto" and meta["batch_size"]["batch_size"] == 32
+    assert meta["config"]["batch_size"] == 32 and "the smallest automatic batch, 32" in meta["batch_size"]["reason"]
+    cfg = TrainConfig("lenet5", sample_npz, str(tmp_path / "x"))
+    with pytest.raises(ValueError, match="checkpoint trained at batch size 16, .* give 32; resume with --batch-size 16"):
+        _batch_size(cfg, 57, {"config": {"batch_size": 16}})
+    assert _batch_size(cfg, 57, {"config": {"batch_size": 32}})[0].batch_size == 32

@@ -195,7 +195,7 @@ def test_too_few_images_for_a_sweep_is_refused_before_anything_is_written(sample
 
 @pytest.mark.parametrize("lr, message", [
     ("fast", "--lr got 'fast'; expected a number > 0 or auto"),
-    ("auto", "--lr auto needs at least 1280 training images at --batch-size 128"),
+    ("auto", "--lr auto needs at least 320 training images at --batch-size 32"),  # auto: 32 for 270 images
 ])
 def test_cli_bad_lr_is_one_line_exit_2(sample_npz, tmp_path, lr, message):
     result = CliRunner().invoke(main, ["train", "lenet5", "--data", sample_npz, "--out", str(tmp_path / "run"),

@@ -28,7 +28,9 @@ DEFAULT_AUGMENT = "crop,scale"
 @click.option("--epochs", default="auto", show_default=True,
               help="An epoch count, or auto: from the number of images (about 12,600 optimizer steps, "
                    "10 to 100 epochs), stopping early on the validation loss with the best weights restored.")
-@click.option("--batch-size", type=click.IntRange(1), default=128, show_default=True)
+@click.option("--batch-size", default="auto", show_default=True,
+              help="Images per optimizer step, or auto: 128, or 64 or 32 on small data so that the epochs "
+                   "reach about 12,600 steps.")
 @click.option("--lr", default="3e-3", show_default=True, metavar="RATE|auto",
               help="Peak learning rate (cosine decay), or auto: picked by a learning-rate range test "
                    "(lr_find.png in the run folder).")
@@ -64,12 +66,12 @@ def train_command(arch, data, out, input_size, channels, alpha, width, depth, ep
     """Train ARCH (a zoo name) on labelled images; write the run to --out."""
     quiet_tensorflow()
     with stdout_to_stderr(as_json):
-        from ..train import FreezeSpec, TrainConfig, parse_epochs, parse_lr, train
+        from ..train import FreezeSpec, TrainConfig, parse_batch_size, parse_epochs, parse_lr, train
         epochs = run_checked(parse_epochs, epochs)
         cfg = run_checked(TrainConfig, arch=arch, data=data, out=out, input_size=input_size,
                           channels=None if channels is None else int(channels), alpha=alpha,
                           width=width, depth=depth,
-                          epochs=epochs, batch_size=batch_size, lr=run_checked(parse_lr, lr),
+                          epochs=epochs, batch_size=run_checked(parse_batch_size, batch_size), lr=run_checked(parse_lr, lr),
                           label_smoothing=label_smoothing, dropout=dropout, warmup_epochs=warmup_epochs,
                           weight_decay=weight_decay,
                           augment=augment,

@@ -69,7 +69,7 @@ class TrainConfig:
     width: float | None = None  # EfficientNet width multiplier (None: the variant's own)
     depth: float | None = None  # EfficientNet depth multiplier (None: the variant's own)
     epochs: int | Auto = AUTO  # AUTO: from the number of images, with early stopping (epochs.py)
-    batch_size: int = 128
+    batch_size: int | Auto = AUTO  # AUTO: from the number of images (epochs.auto_batch_size)
     lr: float | Auto = DEFAULT_LR  # Auto.AUTO: picked by a learning-rate range test (lr_find.py)
     weight_decay: float = 0.05  # AdamW's decoupled decay (x lr per step); 1e-4 left it overfitting
     label_smoothing: float = 0.0
@@ -93,14 +93,15 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         # The library takes "auto" as the CLI does; the record keeps the Enum.
-        for name in ("epochs", "lr"):
+        for name in ("epochs", "batch_size", "lr"):
             if isinstance(getattr(self, name), str) and getattr(self, name).strip().lower() == AUTO.value:
                 object.__setattr__(self, name, AUTO)
         checks = [
             (self.epochs is AUTO or (type(self.epochs) is int and self.epochs >= 1), "epochs", self.epochs,
              f"{AUTO.value} or an integer >= 1"),
             (self.early_stopping >= 0, "early-stopping", self.early_stopping, "an integer >= 0"),
-            (self.batch_size >= 1, "batch-size", self.batch_size, "an integer >= 1"),
+            (self.batch_size is AUTO or (type(self.batch_size) is int and self.batch_size >= 1), "batch-size",
+             self.batch_size, f"{AUTO.value} or an integer >= 1"),
             (self.lr_auto or (math.isfinite(self.lr) and self.lr > 0), "lr", self.lr, "a number > 0 or auto"),
             (self.fine_tune_epochs >= 0, "fine-tune-epochs", self.fine_tune_epochs, "an integer >= 0"),
             (self.strategy in STRATEGIES, "strategy", self.strategy, f"one of {', '.join(STRATEGIES)}"),
@@ -123,6 +124,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["lr"], d["epochs"] = as_json(self.lr), as_json(self.epochs)
+        d["lr"], d["epochs"], d["batch_size"] = as_json(self.lr), as_json(self.epochs), as_json(self.batch_size)
         d["freeze"] = {"mode": self.freeze.mode.value, "k": self.freeze.k}
         return d

@@ -48,7 +48,7 @@ from edgekit.runtime.spec import PreprocessSpec
 from . import lr_find, pretrained
 from .config import DEFAULT_LR, TrainConfig, is_imagenet
 from .dataset import EpochData, images_are_grayscale
-from .epochs import AUTO, BestWeights, EpochPlan, plan_epochs, restore_best
+from .epochs import AUTO, BestWeights, EpochPlan, as_json, auto_batch_size, plan_epochs, restore_best
 from .losses import SmoothedSparseCrossentropy
 from .precise_bn import PreciseBNValidation
 from .report import plot_curves
@@ -244,6 +244,7 @@ def train(cfg: TrainConfig) -> dict:
     if base is not None and base.preprocess is None:
         raise ValueError(f"--weights {cfg.weights!r}: its {RECORD} records no preprocessing")
     train_data, val_data = _load_data(cfg)
+    cfg, batch_record = _batch_size(cfg, len(train_data), state)
     if cfg.lr_auto and state is None:
         lr_find.check_enough_images(len(train_data), cfg.batch_size)
     if chief and state is None:
@@ -257,6 +258,7 @@ def train(cfg: TrainConfig) -> dict:
     if state is not None and state["planned_epochs"] != plan.epochs:
         raise ValueError(f"--resume: the checkpoint planned {state['planned_epochs']} epochs, this data and "
                          f"config give {plan.epochs}; resume with the data and options of the interrupted run")
+    log(f"batch size: {cfg.batch_size} ({batch_record['reason']})")
     log(f"epochs: {plan.epochs} ({plan.reason})")
     feed = EpochData(train_data, spec, cfg.batch_size, augment, pca, cfg.seed)
     val_ds = EpochData(val_data, spec, cfg.batch_size).once() if val_data is not None else None
@@ -282,12 +284,29 @@ def train(cfg: TrainConfig) -> dict:
     if lr_record is not None:
         record.extra["lr_find"] = lr_record
     record.extra["epochs"] = {**plan.to_dict(), "early_stopping": stopping}
+    record.extra["batch_size"] = batch_record
     if chief:
         atomic_save_model(model, run_dir / MODEL)
         write_record(run_dir, record)
         _merge_history_plot(run_dir)
         _finish(run_dir)
     return record.to_dict()
+
+
+def _batch_size(cfg: TrainConfig, images: int, state: dict | None) -> tuple[TrainConfig, dict]:
+    """``cfg`` with ``--batch-size auto`` resolved for ``images`` training images (epochs.py),
+    and the record of it; ValueError when a checkpoint being resumed trained at another size."""
+    requested = cfg.batch_size
+    if requested is AUTO:
+        batch, why = auto_batch_size(images)
+        cfg = replace(cfg, batch_size=batch)
+    else:
+        why = f"--batch-size {requested} as given"
+    saved = (state or {}).get("config", {}).get("batch_size")
+    if isinstance(saved, int) and saved != cfg.batch_size:
+        raise ValueError(f"--resume: the checkpoint trained at batch size {saved}, this data and --batch-size "
+                         f"{as_json(requested)} give {cfg.batch_size}; resume with --batch-size {saved}")
+    return cfg, {"requested": as_json(requested), "batch_size": cfg.batch_size, "reason": why}
 
 
 def _auto_lr(cfg: TrainConfig, strategy, run_dir: Path, state: dict | None, spec: PreprocessSpec,
