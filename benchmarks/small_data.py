@@ -58,6 +58,7 @@ RECIPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "mnv2 auto dropout0.2": ("tuned", (*MNV2, "--dropout", "0.2")),
     "mnv2 auto wd0.1": ("tuned", (*MNV2, "--weight-decay", "0.1")),
     "mnv2 auto batch64": ("tuned", (*MNV2, "--batch-size", "64")),
+    "mnv2 auto batch32": ("tuned", (*MNV2, "--batch-size", "32")),
     "mnv2 15ep flip (old default)": ("old", (*MNV2, "--epochs", "15", "--augment", "flip")),
 }
 
