@@ -204,9 +204,24 @@ class FakeLatencyModel:
         return count_model(model).macs / 1e6 * self.ms_per_mmac
 
 
+def _fake_model(candidates) -> FakeLatencyModel:
+    """A latency model that predicts 1 ms per million MACs of each candidate."""
+    return FakeLatencyModel(macs={(c.arch, tuple(sorted(c.overrides.items())), c.input_size): c.macs
+                                  for c in candidates})
+
+
+def _measuring(factor: float, batches: list):
+    """A stand-in for the search's ``measure``: every file takes ``factor`` x its prediction;
+    the size of each batch measured is appended to ``batches``."""
+    def measure(batch, folder, settings, log):
+        batches.append(len(batch))
+        for c in batch:
+            c.measured_ms = c.predicted_ms * factor
+    return measure
+
+
 def test_latency_budget_predicts_then_measures_the_best_few(tiny_v2, monkeypatch, tmp_path):
-    fake = FakeLatencyModel(macs={(c.arch, tuple(sorted(c.overrides.items())), c.input_size): c.macs
-                                  for c in tiny_v2})
+    fake = _fake_model(tiny_v2)
     monkeypatch.setattr(search_module, "load_latency_model", lambda path: fake)
     measured = []
 
@@ -315,17 +330,10 @@ def test_cli_choices_equal_the_library():
 def test_latency_budget_steps_up_when_the_model_is_pessimistic(tiny_v2, monkeypatch):
     """Every file measures at half its prediction: the best finalist is far under the budget, so
     larger configurations predicted over it are measured, and the largest that fits is chosen."""
-    fake = FakeLatencyModel(macs={(c.arch, tuple(sorted(c.overrides.items())), c.input_size): c.macs
-                                  for c in tiny_v2})
+    fake = _fake_model(tiny_v2)
     monkeypatch.setattr(search_module, "load_latency_model", lambda path: fake)
     batches = []
-
-    def half_measure(batch, folder, settings, log):
-        batches.append(len(batch))
-        for c in batch:
-            c.measured_ms = c.predicted_ms * 0.5
-
-    monkeypatch.setattr(search_module, "measure", half_measure)
+    monkeypatch.setattr(search_module, "measure", _measuring(0.5, batches))
     macs = sorted(c.macs for c in tiny_v2)
     limit = macs[1] / 1e6 + 0.01  # the two smallest fit by prediction
     larger = [m for m in macs if m / 1e6 * 0.5 <= limit and m / 1e6 > limit]
@@ -369,16 +377,9 @@ def test_proxy_training_ranks_finalists_by_validation_accuracy(sample_npz, tmp_p
 
 
 def test_predictions_too_optimistic_after_every_round(tiny_v2, monkeypatch):
-    fake = FakeLatencyModel(macs={(c.arch, tuple(sorted(c.overrides.items())), c.input_size): c.macs
-                                  for c in tiny_v2})
+    fake = _fake_model(tiny_v2)
     rounds = []
-
-    def slow_measure(batch, folder, settings, log):
-        rounds.append(len(batch))
-        for c in batch:
-            c.measured_ms = c.predicted_ms * 100
-
-    monkeypatch.setattr(search_module, "measure", slow_measure)
+    monkeypatch.setattr(search_module, "measure", _measuring(100, rounds))
     limit = sorted(c.macs for c in tiny_v2)[-2] / 1e6 + 0.01  # 5 of the 6 fit by prediction
     with pytest.raises(UnreachableBudget, match="^none of the 5 mobilenet_v2 configurations measured met "
                                                 "--max-latency-ms .* the latency model is optimistic"):
@@ -387,8 +388,7 @@ def test_predictions_too_optimistic_after_every_round(tiny_v2, monkeypatch):
 
 
 def test_cli_latency_budget_loads_the_model_lazily(tiny_cli, tiny_v2, monkeypatch, tmp_path):
-    fake = FakeLatencyModel(macs={(c.arch, tuple(sorted(c.overrides.items())), c.input_size): c.macs
-                                  for c in tiny_v2})
+    fake = _fake_model(tiny_v2)
     paths = []
     monkeypatch.setattr(search_module, "load_latency_model", lambda path: paths.append(path) or fake)
 
@@ -422,8 +422,7 @@ def test_cli_latency_model_without_the_latency_package(tiny_cli, monkeypatch, tm
 
 
 def test_another_target_is_chosen_by_prediction_unless_measure_is_asked(tiny_v2, monkeypatch):
-    fake = FakeLatencyModel(macs={(c.arch, tuple(sorted(c.overrides.items())), c.input_size): c.macs
-                                  for c in tiny_v2})
+    fake = _fake_model(tiny_v2)
     monkeypatch.setattr(search_module, "measure", lambda *a: pytest.fail("measured for another target"))
     from edgekit.devices import resolve_host
 
