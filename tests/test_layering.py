@@ -45,7 +45,9 @@ LAYERS = {
     "qat": {"models", "data", "runtime", "train", "run_record"},
     "filters": {"models", "runtime", "export", "run_record"},
     "benchmark": {"models", "data", "runtime", "profile", "export", "run_record"},
-    "latency": {"models", "runtime", "profile", "export"},
+    # latency: exports zoo configurations (random calibration batches as data's CalibrationData) and
+    # times them with the profiler.
+    "latency": {"models", "data", "runtime", "profile", "export"},
     # scale (issue 16 item 3): counts zoo models, predicts with a latency model, exports and times
     # the finalists, and proxy-trains them.
     "scale": {"models", "runtime", "profile", "export", "data", "train", "latency", "run_record"},
