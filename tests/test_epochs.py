@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from edgekit.train import AUTO, TrainConfig, auto_batch_size, auto_epochs, parse_batch_size, parse_epochs, plan_epochs
@@ -117,8 +119,9 @@ def test_train_config_batch_size_is_auto_by_default():
 
 
 def test_a_run_resolves_and_records_auto_batch_size(sample_npz, tmp_path):
-    """The run trains at the resolved size, records what was asked and why; a resumed checkpoint
-    trained at another size is refused with the size to pass."""
+    """The run trains at the resolved size, records what was asked and why; a resume under auto
+    goes on at the checkpoint's size (a run started before auto was the default: 128), one with
+    another number given is refused with the size to pass."""
     from edgekit.train import train
     from edgekit.train.run import _batch_size
 
@@ -127,6 +130,11 @@ def test_a_run_resolves_and_records_auto_batch_size(sample_npz, tmp_path):
     assert meta["batch_size"]["requested"] == "auto" and meta["batch_size"]["batch_size"] == 32
     assert meta["config"]["batch_size"] == 32 and "the smallest automatic batch, 32" in meta["batch_size"]["reason"]
     cfg = TrainConfig("lenet5", sample_npz, str(tmp_path / "x"))
-    with pytest.raises(ValueError, match="checkpoint trained at batch size 16, .* give 32; resume with --batch-size 16"):
-        _batch_size(cfg, 57, {"config": {"batch_size": 16}})
+    resumed, record = _batch_size(cfg, 57, {"config": {"batch_size": 128}})
+    assert resumed.batch_size == 128 and record == {"requested": "auto", "batch_size": 128,
+                                                    "reason": "the resumed checkpoint's batch size (128)"}
     assert _batch_size(cfg, 57, {"config": {"batch_size": 32}})[0].batch_size == 32
+    given = replace(cfg, batch_size=32)
+    with pytest.raises(ValueError, match="checkpoint trained at batch size 16, not 32; resume with --batch-size 16 or auto"):
+        _batch_size(given, 57, {"config": {"batch_size": 16}})
+    assert _batch_size(given, 57, {"config": {"batch_size": 32}})[0].batch_size == 32

@@ -66,8 +66,8 @@ def as_json(value):
     return value.value if isinstance(value, Auto) else value
 
 
-def parse_epochs(value: int | str | Auto) -> int | Auto:
-    """``--epochs``: ``"auto"`` or an integer >= 1 (as int or text); ValueError otherwise."""
+def parse_auto_count(value: int | str | Auto, option: str) -> int | Auto:
+    """``"auto"`` or an integer >= 1 (as int or text) for ``option``; ValueError naming it otherwise."""
     count = 0
     if value is AUTO:
         return AUTO
@@ -79,16 +79,18 @@ def parse_epochs(value: int | str | Auto) -> int | Auto:
     elif isinstance(value, int) and not isinstance(value, bool):
         count = value
     if count < 1:
-        raise ValueError(f"--epochs got {value!r}; expected auto or an integer >= 1")
+        raise ValueError(f"{option} got {value!r}; expected auto or an integer >= 1")
     return count
 
 
+def parse_epochs(value: int | str | Auto) -> int | Auto:
+    """``--epochs``: ``"auto"`` or an integer >= 1."""
+    return parse_auto_count(value, "--epochs")
+
+
 def parse_batch_size(value: int | str | Auto) -> int | Auto:
-    """``--batch-size``: ``"auto"`` or an integer >= 1 (as int or text); ValueError otherwise."""
-    try:
-        return parse_epochs(value)
-    except ValueError:
-        raise ValueError(f"--batch-size got {value!r}; expected auto or an integer >= 1") from None
+    """``--batch-size``: ``"auto"`` or an integer >= 1."""
+    return parse_auto_count(value, "--batch-size")
 
 
 def auto_batch_size(images: int) -> tuple[int, str]:

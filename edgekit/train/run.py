@@ -294,18 +294,24 @@ def train(cfg: TrainConfig) -> dict:
 
 
 def _batch_size(cfg: TrainConfig, images: int, state: dict | None) -> tuple[TrainConfig, dict]:
-    """``cfg`` with ``--batch-size auto`` resolved for ``images`` training images (epochs.py),
-    and the record of it; ValueError when a checkpoint being resumed trained at another size."""
+    """``cfg`` with ``--batch-size auto`` resolved, and the record of it: a resumed checkpoint's
+    size (a run goes on as it was trained, including one started before auto was the default),
+    else the size for ``images`` training images (epochs.py). ValueError when a number given
+    differs from the checkpoint's."""
     requested = cfg.batch_size
+    saved = (state or {}).get("config", {}).get("batch_size")
+    saved = saved if isinstance(saved, int) and not isinstance(saved, bool) else None
+    if requested is AUTO and saved is not None:
+        return replace(cfg, batch_size=saved), {"requested": as_json(requested), "batch_size": saved,
+                                                "reason": f"the resumed checkpoint's batch size ({saved})"}
     if requested is AUTO:
         batch, why = auto_batch_size(images)
         cfg = replace(cfg, batch_size=batch)
     else:
         why = f"--batch-size {requested} as given"
-    saved = (state or {}).get("config", {}).get("batch_size")
-    if isinstance(saved, int) and saved != cfg.batch_size:
-        raise ValueError(f"--resume: the checkpoint trained at batch size {saved}, this data and --batch-size "
-                         f"{as_json(requested)} give {cfg.batch_size}; resume with --batch-size {saved}")
+    if saved is not None and saved != cfg.batch_size:
+        raise ValueError(f"--resume: the checkpoint trained at batch size {saved}, not {cfg.batch_size}; "
+                         f"resume with --batch-size {saved} or auto")
     return cfg, {"requested": as_json(requested), "batch_size": cfg.batch_size, "reason": why}
 
 
