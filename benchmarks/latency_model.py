@@ -47,7 +47,7 @@ def measure(configs: list[Config], fmt: str, precision: str, threads: int, min_t
     rows = []
     with tempfile.TemporaryDirectory(prefix="edgekit-latency-bench-") as tmp:
         for config in configs:
-            path = export_config(config, [(fmt, precision)], Path(tmp))[(fmt, precision)]
+            path = export_config(config, [fmt], [precision], Path(tmp))[(fmt, precision)]
             m = time_file(path, threads, min_time)
             path.unlink()
             rows.append({**config.to_dict(), "family": config.family, "measured_ms": m.median_ms, "cv": m.cv})

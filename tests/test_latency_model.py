@@ -34,7 +34,7 @@ def exported(tmp_path_factory):
 
     def get(config: Config, fmt: str) -> Path:
         if (config.key, fmt) not in files:
-            files[(config.key, fmt)] = export_config(config, [(fmt, "fp32")], out)[(fmt, "fp32")]
+            files[(config.key, fmt)] = export_config(config, [fmt], ["fp32"], out)[(fmt, "fp32")]
         return files[(config.key, fmt)]
 
     return get

@@ -66,7 +66,7 @@ def fit(formats=("tflite",), precisions=("int8",), threads: int = 1, minutes: fl
                 log(f"latency fit: time budget of {minutes:g} min spent after {i} configuration(s)")
                 break
             try:
-                paths = export_config(config, pairs, Path(tmp), target)
+                paths = export_config(config, formats, precisions, Path(tmp), target)
             except Exception as exc:  # a converter failing on one configuration costs only that one
                 log(f"latency fit: skipped {config.key}: export failed: {first_line(exc)}")
                 continue

@@ -14,6 +14,7 @@ Timing is the profiler's: :func:`edgekit.profile.profile_model` here, or
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,16 +43,17 @@ def random_calibration(config: Config, images: int = CALIBRATION_IMAGES):
     return ArrayCalibration(((pixels - spec.mean) / spec.std).astype(np.float32))
 
 
-def export_config(config: Config, fmt_precisions: list[tuple[str, str]], out_dir: Path, target: str = "host",
+def export_config(config: Config, formats: Sequence[str], precisions: Sequence[str], out_dir: Path, target: str = "host",
                   calibration=None, num_classes: int = 1000) -> dict[tuple[str, str], Path]:
-    """Build ``config`` (random weights: latency does not depend on them) and export it as
-    each (format, precision) of ``fmt_precisions`` into ``out_dir``; {(fmt, precision): path}.
+    """Build ``config`` (random weights: latency does not depend on them) and export it in one
+    ``edgekit export`` as every format x precision of ``formats`` and ``precisions`` into
+    ``out_dir``; {(fmt, precision): path}.
 
     ``calibration``: an image source (path) or ``CalibrationData`` for the int8 files (default
     :func:`random_calibration`). ExportError naming the configuration when a file is not written.
     """
-    from edgekit.export import ExportError, ExportOptions, Format, Precision, export_model, parse_choice
-    from edgekit.export.options import CalibrationMethod
+    from edgekit.export import ExportError, ExportOptions, Format, Precision, export_model
+    from edgekit.export.options import CalibrationMethod, parse_choices
     from edgekit.models import create_model, get_spec
     from edgekit.runtime import PreprocessSpec
 
@@ -60,32 +62,25 @@ def export_config(config: Config, fmt_precisions: list[tuple[str, str]], out_dir
     model = create_model(config.arch, (config.input_size, config.input_size, 3), num_classes, **knobs)
     preprocess = PreprocessSpec(size=(config.input_size, config.input_size), channels=3,
                                 mean=(float(spec.mean),), std=(float(spec.std),))
-    wanted = [(parse_choice(f, Format, "--format").value, parse_choice(p, Precision, "--quantize").value)
-              for f, p in fmt_precisions]
-    formats = tuple(Format(f) for f in dict.fromkeys(f for f, _ in wanted))
-    precisions = tuple(Precision(p) for p in dict.fromkeys(p for _, p in wanted))
-    # One export when the pairs are every format x precision (as a fit asks), else one per pair.
-    groups = [(formats, precisions)] if len(set(wanted)) == len(formats) * len(precisions) else \
-        [((Format(f),), (Precision(p),)) for f, p in dict.fromkeys(wanted)]
+    formats, precisions = parse_choices(formats, Format, "--format"), parse_choices(precisions, Precision, "--quantize")
     calibration = random_calibration(config) if calibration is None else calibration
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    files = []
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".edgekit-config-") as tmp:
         keras_path = Path(tmp) / f"{file_stem(config)}.keras"
         model.save(keras_path)
-        for group_formats, group_precisions in groups:
-            options = ExportOptions(formats=group_formats, precisions=group_precisions, out_dir=Path(out_dir),
-                                    preprocess=preprocess, calibration=calibration,
-                                    num_calibration=CALIBRATION_IMAGES, num_validation=VALIDATION_IMAGES,
-                                    target=target, force=True, max_accuracy_drop=None, min_agreement=None,
-                                    calibration_method=CalibrationMethod.MINMAX)
-            files += export_model(keras_path, options, log=lambda line: None).files
+        options = ExportOptions(formats=formats, precisions=precisions, out_dir=Path(out_dir),
+                                preprocess=preprocess, calibration=calibration,
+                                num_calibration=CALIBRATION_IMAGES, num_validation=VALIDATION_IMAGES,
+                                target=target, force=True, max_accuracy_drop=None, min_agreement=None,
+                                calibration_method=CalibrationMethod.MINMAX)
+        files = export_model(keras_path, options, log=lambda line: None).files
+    wanted = [(f.value, p.value) for f in formats for p in precisions]
     written = {(f.target.format.value, f.target.precision.value): Path(f.path) for f in files if f.error is None}
     missing = [f"{f}/{p}" for f, p in wanted if (f, p) not in written]
     if missing:
         reasons = "; ".join(f"{f.target.key}: {f.error}" for f in files if f.error is not None)
         raise ExportError(f"exporting {config.key} failed for {', '.join(missing)}: {reasons or 'not written'}")
-    return {(f, p): written[(f, p)] for f, p in wanted}
+    return {pair: written[pair] for pair in wanted}
 
 
 @dataclass

@@ -37,9 +37,8 @@ def export_candidate(c: Candidate, folder: Path, settings: MeasureSettings,
                      log: Callable[[str], None] = stderr) -> Path:
     """Build ``c`` and export it into ``folder``; the path of the file written."""
     config = Config.of(c.arch, c.overrides, c.input_size)
-    pair = (settings.fmt, settings.precision)
-    path = next(iter(export_config(config, [pair], folder, settings.target, settings.calibration,
-                                   settings.num_classes).values()))
+    path, = export_config(config, [settings.fmt], [settings.precision], folder, settings.target,
+                          settings.calibration, settings.num_classes).values()
     log(f"scale: exported {c.arch} {c.describe()} to {path}")
     return path
 
