@@ -8,6 +8,11 @@ per-family table. Timing is the profiler's (edgekit.latency.measure.time_file), 
 
     .venv/bin/python benchmarks/latency_model.py --format tflite --precision int8 --minutes 30
     .venv/bin/python benchmarks/latency_model.py --minutes 1 --held-out 3 --tag smoke   # a quick check
+    .venv/bin/python benchmarks/latency_model.py --refit benchmarks/results/latency_model_tflite_int8.json
+
+``--refit RESULTS_JSON`` fits the current predictor again on the timings an earlier run recorded
+(its fit samples and held-out measurements; nothing is measured again), to compare fitting
+methods on the same measurements; it writes ``..._refit`` results.
 
 Writes benchmarks/results/latency_model_<format>_<precision>[_<tag>].{md,json}. int8 files are
 calibrated on random images (only their latency matters). Run it on a quiet machine: the figures
@@ -27,8 +32,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from edgekit.latency import Config, fit  # noqa: E402
+from edgekit.latency.fit import fit_samples  # noqa: E402
 from edgekit.latency.measure import export_config, time_file  # noqa: E402
-from edgekit.latency.model import rmspe, within  # noqa: E402
+from edgekit.latency.model import LatencyModel, rmspe, within  # noqa: E402
 from edgekit.tempfiles import atomic_write_text  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -68,17 +74,37 @@ def report(rows: list[dict], model_doc: dict, args) -> tuple[str, dict]:
                "fit_configurations": len(model_doc["predictors"][key]["samples"]),
                "fit_rmspe": model_doc["predictors"][key]["fit_rmspe"], "held_out": len(rows),
                "within_10pct": within(pred, meas), "rmspe": rmspe(pred, meas), "families": families, "rows": rows}
-    lines = [f"# Latency model, {key}, {args.threads} thread(s)", "",
+    refit = [f"Refitted with the current fit on the timings of `{args.refit}` (nothing measured again).", ""] \
+        if args.refit else []
+    lines = [f"# Latency model, {key}, {args.threads} thread(s)", "", *refit,
              f"Device: {model_doc['device']['target']} ({model_doc['device']['cpu_model']}). Fitted in "
              f"{args.fit_minutes:.1f} min (budget {args.minutes:g}) on {summary['fit_configurations']} configurations (fit RMSPE "
              f"{summary['fit_rmspe']}%); {len(rows)} held-out configurations: "
-             f"**{100 * summary['within_10pct']:.0f}% within +-10%, RMSPE {summary['rmspe']:.1f}%**.", "",
+             f"**{100 * summary['within_10pct']:.0f}% within +-10%, RMSPE {summary['rmspe']:.1f}%**. "
+             f"Channel tiles: {model_doc['predictors'][key].get('channel_tiles') or 'none'}.", "",
              "| family | n | within +-10% | RMSPE % |", "|---|---|---|---|"]
     lines += [f"| {f} | {v['n']} | {100 * v['within_10pct']:.0f}% | {v['rmspe']:.1f} |" for f, v in families.items()]
     lines += ["", "| configuration | measured ms | predicted ms | error % |", "|---|---|---|---|"]
     lines += [f"| {r['config']} | {r['measured_ms']:.3f} | {r['predicted_ms']:.3f} | "
               f"{100 * (r['predicted_ms'] - r['measured_ms']) / r['measured_ms']:+.1f} |" for r in rows]
     return "\n".join(lines) + "\n", summary
+
+
+def refit(args) -> tuple[LatencyModel, list[dict]]:
+    """The model fitted again on an earlier run's recorded samples, and its held-out rows (with
+    their recorded measurements); ``args`` takes that run's format, precision, threads and times."""
+    old = json.loads(Path(args.refit).read_text(encoding="utf-8"))
+    key = old["key"]
+    args.format, args.precision = key.split("/")
+    args.threads, args.minutes, args.fit_minutes = old["threads"], old["minutes"], old["fit_minutes"]
+    args.tag = args.tag or "refit"
+    recorded = old["model"]["predictors"][key]
+    samples = [(Config.of(s["arch"], s["overrides"], s["input_size"]), s["measured_ms"]) for s in recorded["samples"]]
+    predictor = fit_samples(samples, args.precision, recorded.get("excluded", []))
+    model = LatencyModel.from_dict({**old["model"], "predictors": {key: predictor.to_dict()}})
+    rows = [{k: r[k] for k in ("config", "arch", "overrides", "input_size", "family", "measured_ms", "cv")}
+            for r in old["rows"]]
+    return model, rows
 
 
 def main() -> None:
@@ -91,13 +117,17 @@ def main() -> None:
     parser.add_argument("--held-out", type=int, default=None, help="measure only the first N held-out configurations")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tag", default="")
+    parser.add_argument("--refit", default=None, help="a results JSON of an earlier run: fit again on its timings")
     args = parser.parse_args()
-    held = held_out()[: args.held_out] if args.held_out else held_out()
-    start = time.monotonic()
-    model = fit((args.format,), (args.precision,), threads=args.threads, minutes=args.minutes, seed=args.seed,
-                exclude=held, min_time_s=args.min_time)
-    args.fit_minutes = (time.monotonic() - start) / 60
-    rows = measure(held, args.format, args.precision, args.threads, args.min_time)
+    if args.refit:
+        model, rows = refit(args)
+    else:
+        held = held_out()[: args.held_out] if args.held_out else held_out()
+        start = time.monotonic()
+        model = fit((args.format,), (args.precision,), threads=args.threads, minutes=args.minutes, seed=args.seed,
+                    exclude=held, min_time_s=args.min_time)
+        args.fit_minutes = (time.monotonic() - start) / 60
+        rows = measure(held, args.format, args.precision, args.threads, args.min_time)
     for row in rows:
         row["predicted_ms"] = model.predict_config(row["arch"], row["overrides"], row["input_size"], args.format,
                                                    args.precision)

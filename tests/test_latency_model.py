@@ -17,7 +17,7 @@ from edgekit.cli.main import main
 from edgekit.latency import Config, load_latency_model
 from edgekit.latency.from_config import config_kernels
 from edgekit.latency.from_file import file_kernels
-from edgekit.latency.kernels import MAC_FAMILIES, FeatureTable, family
+from edgekit.latency.kernels import MAC_FAMILIES, FeatureTable, Kernel, family
 from edgekit.latency.model import LatencyModel, Predictor, fit_predictor
 from edgekit.latency.nnls import fit_relative, numpy_nnls
 from edgekit.latency.sampling import sample, zoo_grid
@@ -46,16 +46,21 @@ def exported(tmp_path_factory):
     pytest.param(AGREE[1], "onnx", marks=pytest.mark.slow),
 ], ids=lambda v: v.key if isinstance(v, Config) else v)
 def test_extractors_agree(exported, config, fmt):
-    from_config = FeatureTable.of(config_kernels(config.arch, dict(config.overrides), config.input_size, "fp32"))
-    from_file = FeatureTable.of(file_kernels(exported(config, fmt)))
-    for table in (from_config, from_file):
-        assert any(family(t) in MAC_FAMILIES for t in table)
-    compared = {t for t in set(from_config) | set(from_file) if t != "other"}
-    for t in sorted(compared):
-        assert t in from_config and t in from_file, t
-        assert from_config[t].count == from_file[t].count, t
-        assert from_config[t].macs == from_file[t].macs, t
-    assert from_config.macs == from_file.macs
+    """Same kernel types, counts and MACs from the Keras layers and from the exported file, and
+    the same channels (their MACs agree with every family's channels rounded up to 64 too)."""
+    config_side = config_kernels(config.arch, dict(config.overrides), config.input_size, "fp32")
+    file_side = file_kernels(exported(config, fmt))
+    for tiles in (None, dict.fromkeys(MAC_FAMILIES, 64)):
+        from_config, from_file = FeatureTable.of(config_side, tiles), FeatureTable.of(file_side, tiles)
+        for table in (from_config, from_file):
+            assert any(family(t) in MAC_FAMILIES for t in table)
+        compared = {t for t in set(from_config) | set(from_file) if t != "other"}
+        for t in sorted(compared):
+            assert t in from_config and t in from_file, t
+            assert from_config[t].count == from_file[t].count, t
+            assert from_config[t].macs == from_file[t].macs, (t, tiles)
+        assert from_config.macs == from_file.macs
+    assert FeatureTable.of(config_side, dict.fromkeys(MAC_FAMILIES, 64)).macs > FeatureTable.of(config_side).macs
 
 
 def _plan_macs(config: Config) -> int:
@@ -110,6 +115,44 @@ def test_fit_recovers_synthetic_coefficients():
     assert predictor.constant_ms == pytest.approx(0.05, rel=1e-3)
     with pytest.raises(ValueError, match="positive"):
         fit_relative(np.ones((2, 2)), np.array([1.0, 0.0]))
+
+
+def test_tiled_macs_round_the_channels_up():
+    k = Kernel("dwconv3_s1", 44 * 9 * 100, 0, 0, "dw", channels=44)
+    assert k.tiled_macs(64) == 64 * 9 * 100 and k.tiled_macs(4) == k.tiled_macs(1) == k.macs
+    assert Kernel("pwconv", 1000, 0, 0, "pw").tiled_macs(64) == 1000  # channels unknown: as counted
+    table = FeatureTable.of([k, Kernel("add", 0, 10, 0, "add")], {"dwconv": 32})
+    assert table["dwconv3_s1"].macs == 64 * 9 * 100 and table["add"].macs == 0
+
+
+def _tiled_networks(true_tile: int, n: int, seed: int):
+    """Random networks of a depthwise and a pointwise kernel whose true cost counts the depthwise
+    channels rounded up to ``true_tile``."""
+    rng = np.random.default_rng(seed)
+    nets, measured = [], []
+    for _ in range(n):
+        c, pos = int(rng.integers(8, 200)), int(rng.integers(100, 5000))
+        dw = Kernel("dwconv3_s1", 9 * c * pos, 2 * c * pos, 9 * c, "dw", c)
+        pw = Kernel("pwconv", c * 2 * c * pos, 3 * c * pos, 2 * c * c, "pw", 2 * c)
+        nets.append([dw, pw])
+        measured.append(0.01 + 1e-7 * dw.tiled_macs(true_tile) + 2e-8 * pw.macs)
+    return nets, measured
+
+
+def test_fit_picks_the_channel_tile_the_device_shows():
+    """The cross-validation finds a depthwise tile of 32 in latencies made with one, keeps the
+    pointwise kernels unrounded, and predicts networks it did not see from it; on latencies with
+    no tiling it rounds nothing."""
+    from edgekit.latency.model import fit_kernels
+
+    nets, measured = _tiled_networks(32, 40, seed=0)
+    predictor = fit_kernels(nets, measured)
+    assert predictor.channel_tiles == {"dwconv": 32}
+    new, truth = _tiled_networks(32, 20, seed=1)
+    predicted = [predictor.predict(predictor.features(k)).latency_ms for k in new]
+    assert max(abs(p - t) / t for p, t in zip(predicted, truth)) < 0.01
+    assert fit_kernels(*_tiled_networks(1, 40, seed=2)).channel_tiles == {}
+    assert fit_kernels(nets[:6], measured[:6]).channel_tiles == {}  # too few to cross-validate
 
 
 def test_sample_excludes_and_covers_families():
@@ -223,6 +266,23 @@ def test_bad_inputs_exit_2_with_one_line(fitted, tmp_path):
     _one_line_error(_invoke("latency", "predict", str(out), "nosuchnet"), "unknown model")
     _one_line_error(_invoke("latency", "fit", "--out", str(tmp_path / "x.json"), "--precision", "int4"), "--precision")
     _one_line_error(_invoke("latency", "fit", "--out", str(tmp_path / "x.json"), "--format", "ort"), "--format")
+
+
+def test_channel_tiles_are_read_checked_and_optional(fitted, tmp_path):
+    """A file written before channel tiles existed predicts with none; tiles of an unknown family
+    or below 1 make the file invalid (one line)."""
+    out, _ = fitted
+    doc = json.loads(out.read_text())
+    key = next(iter(doc["predictors"]))
+    doc["predictors"][key].pop("channel_tiles")
+    assert LatencyModel.from_dict(doc).predictors[key].channel_tiles == {}
+    doc["predictors"][key]["channel_tiles"] = {"dwconv": 64}
+    assert LatencyModel.from_dict(doc).predictors[key].channel_tiles == {"dwconv": 64}
+    for bad in ({"add": 8}, {"dwconv": 0}):
+        doc["predictors"][key]["channel_tiles"] = bad
+        (tmp_path / "bad.json").write_text(json.dumps(doc))
+        _one_line_error(_invoke("latency", "predict", str(tmp_path / "bad.json"), "mobilenet_v2", "--precision", "fp32"),
+                        "not a valid latency model", "channel_tiles")
 
 
 def test_check_api_for_scale(fitted, tmp_path):

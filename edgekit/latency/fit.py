@@ -20,9 +20,8 @@ from edgekit import __version__
 from edgekit.messages import first_line, stderr
 
 from .from_config import config_kernels
-from .kernels import FeatureTable
 from .measure import Measurement, export_config, time_file
-from .model import FORMATS, PRECISIONS, LatencyModel, Predictor, fit_predictor, predictor_key, rmspe, within
+from .model import FORMATS, PRECISIONS, LatencyModel, Predictor, fit_kernels, predictor_key, rmspe, within
 from .sampling import GRIDS, Config, sample
 
 MIN_CONFIGS = 2
@@ -82,18 +81,19 @@ def fit(formats=("tflite",), precisions=("int8",), threads: int = 1, minutes: fl
     if first is None or min(counts.values()) < MIN_CONFIGS:
         raise ValueError(f"only {min(counts.values()) if counts else 0} configuration(s) could be exported and "
                          f"measured; a fit needs at least {MIN_CONFIGS} (see the messages above)")
-    predictors = {key: _fit_one(samples, key.split("/")[1], exclude) for key, samples in measured.items()}
+    predictors = {key: fit_samples(samples, key.split("/")[1], exclude) for key, samples in measured.items()}
     device = {"target": first.target, "cpu_model": first.cpu_model, "machine": first.machine, "cores": first.cores,
               "remote": remote}
     return LatencyModel(device, threads, predictors, versions, __version__,
                         _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
 
 
-def _fit_one(samples: list[tuple[Config, float]], precision: str, exclude) -> Predictor:
-    tables = [FeatureTable.of(config_kernels(c.arch, dict(c.overrides), c.input_size, precision)) for c, _ in samples]
+def fit_samples(samples: list[tuple[Config, float]], precision: str, exclude=()) -> Predictor:
+    """The predictor of measured (configuration, median ms) samples at ``precision``."""
+    kernel_lists = [config_kernels(c.arch, dict(c.overrides), c.input_size, precision) for c, _ in samples]
     measured = [ms for _, ms in samples]
-    predictor = fit_predictor(tables, measured)
-    fitted = [predictor.predict(t).latency_ms for t in tables]
+    predictor = fit_kernels(kernel_lists, measured)
+    fitted = [predictor.predict(predictor.features(k)).latency_ms for k in kernel_lists]
     predictor.fit_rmspe = round(rmspe(fitted, measured), 3)
     predictor.within_10pct = round(within(fitted, measured), 4)
     predictor.samples = [{**c.to_dict(), "measured_ms": round(ms, 4), "fitted_ms": round(f, 4)}

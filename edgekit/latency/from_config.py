@@ -84,12 +84,13 @@ def _layer_kernels(layer, kind: str, ins: list[tuple], out: tuple, es: int, laye
         positions = _elements((None, *out[1:-1]))
         if not layer.use_bias:  # batch norm's shift becomes the bias
             weights += int(out[-1]) * 4
-        found = [Kernel(conv_type(k, s, depthwise, positions), layer_macs(layer, ins[0], out), acts, weights, name)]
+        found = [Kernel(conv_type(k, s, depthwise, positions), layer_macs(layer, ins[0], out), acts, weights, name,
+                        int(out[-1]))]
         if _activation_name(layer) not in _FUSED_ACTIVATIONS:
             found.append(Kernel("act", 0, 2 * _elements(out) * es, 0, f"{name}/activation"))
         return found
     if kind == "Dense":
-        found = [Kernel("fc", layer_macs(layer, ins[0], out), acts, weights, name)]
+        found = [Kernel("fc", layer_macs(layer, ins[0], out), acts, weights, name, int(out[-1]))]
         act = _activation_name(layer)
         if act not in _FUSED_ACTIVATIONS:
             found.append(Kernel("other" if act == "softmax" else "act", 0, 2 * _elements(out) * es, 0,

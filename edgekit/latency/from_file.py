@@ -89,7 +89,8 @@ def tflite_kernels(path: Path) -> list[Kernel]:
         kind = _tflite_type(op, tensors)
         macs = op_macs(graph, op) or 0
         name = tensors[op.outputs[0]].name if op.outputs else f"op_{op.index}"
-        kernels.append(Kernel(kind, int(macs), acts, weights, name))
+        channels = int(tensors[op.outputs[0]].shape[-1] or 0) if macs and op.outputs else 0  # NHWC / [N, units]
+        kernels.append(Kernel(kind, int(macs), acts, weights, name, channels))
     return kernels
 
 
@@ -182,7 +183,8 @@ def onnx_kernels(path: Path) -> list[Kernel]:
         kind = _onnx_type(g, node, op, len(live), source)
         macs = node_macs(g, node) or 0
         by_output.update({out: len(kernels) for out in node.outputs if out})
-        kernels.append(Kernel(kind, int(macs), acts, weights, node.name or f"{op}_{node.index}"))
+        kernels.append(Kernel(kind, int(macs), acts, weights, node.name or f"{op}_{node.index}",
+                              _onnx_channels(g, node, op) if macs else 0))
     return kernels
 
 
@@ -228,6 +230,15 @@ def _swish_muls(g, source) -> dict[int, str]:
                     and source(p.inputs[0]) == source(a):
                 found[node.index] = source(b)
     return found
+
+
+def _onnx_channels(g, node, op: str) -> int:
+    """Output channels of a MAC node: axis 1 of a convolution's NCHW output, the last of a matmul's."""
+    out = g.shape(node.outputs[0]) if node.outputs else None
+    if not out:
+        return 0
+    channel = out[1] if op in _CONV_ONNX and len(out) == 4 else out[-1]
+    return int(channel or 0)
 
 
 def _onnx_type(g, node, op: str, live: int, source) -> str:

@@ -22,9 +22,17 @@ precede: the TFLite converter folds them, and onnxruntime fuses them when it loa
 (Conv+Mul/Add, Conv+Clip/Relu, Pad+Conv fusions), so they are no kernels of their own.
 
 Features of a kernel: ``macs`` (multiply-accumulates at batch 1), ``act_bytes`` (bytes of its
-activation inputs and output), ``weight_bytes`` (bytes of its constant inputs) and a count of 1.
+activation inputs and output), ``weight_bytes`` (bytes of its constant inputs), a count of 1,
+and for the MAC kernels ``channels`` (output channels; a depthwise convolution's channels).
 :class:`FeatureTable` sums them per type: what a predictor needs, and what the two extractors
 (:mod:`.from_file`, :mod:`.from_config`) must agree on.
+
+Channel tiles: the runtimes' kernels compute channels in blocks of the vector width (XNNPACK's
+and onnxruntime's micro-kernels are written for 8 to 64 channels at a time, depending on the
+instruction set and the data type), so a layer of 44 channels can cost what one of 64 does.
+``FeatureTable.of(kernels, tiles)`` counts a family's MACs with the channels rounded up to its
+tile; the fit picks each family's tile from :data:`CHANNEL_TILES` by cross-validation on the
+device's own measurements (1: no rounding), so nothing here assumes one CPU's vector width.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ MAC_FAMILIES = ("conv", "dwconv", "pwconv", "fc")
 # Bytes per element of activations and weights at each precision (int8: the quantized tensors;
 # the few float/int32 tensors an int8 file keeps, a float head or biases, are not told apart).
 ELEMENT_BYTES = {"fp32": 4, "int8": 1}
+CHANNEL_TILES = (1, 8, 16, 32, 64)
 
 
 def conv_type(kernel: int, stride: int, depthwise: bool, out_positions: int) -> str:
@@ -63,10 +72,17 @@ class Kernel:
     act_bytes: int
     weight_bytes: int
     name: str = ""  # the layer or operator it came from (for reports and per-op timings)
+    channels: int = 0  # a MAC kernel's output channels (0: not a MAC kernel, or not known)
 
     @property
     def bytes(self) -> int:
         return self.act_bytes + self.weight_bytes
+
+    def tiled_macs(self, tile: int) -> int:
+        """MACs with the channels rounded up to a multiple of ``tile``."""
+        if tile <= 1 or self.channels <= 0:
+            return self.macs
+        return self.macs * (-(-self.channels // tile) * tile) // self.channels
 
 
 @dataclass
@@ -89,12 +105,14 @@ class FeatureTable(dict):
     """kernel type -> :class:`TypeFeatures`, summed over a network's kernels."""
 
     @classmethod
-    def of(cls, kernels: list[Kernel]) -> "FeatureTable":
+    def of(cls, kernels: list[Kernel], tiles: dict[str, int] | None = None) -> "FeatureTable":
+        """The sums per type; ``tiles`` {family: channel tile} rounds that family's channels up."""
+        tiles = tiles or {}
         sums: dict[str, TypeFeatures] = defaultdict(TypeFeatures)
         for k in kernels:
             f = sums[k.type]
             f.count += 1
-            f.macs += k.macs
+            f.macs += k.tiled_macs(tiles.get(family(k.type), 1))
             f.act_bytes += k.act_bytes
             f.weight_bytes += k.weight_bytes
         return cls(sorted(sums.items()))

@@ -7,7 +7,9 @@ JSON schema ``edgekit.latency/1``:
 - ``threads``, ``formats``, ``precisions``, ``runtime_versions`` {backend: version},
   ``edgekit_version``, ``features`` (which extractor the fit used: ``config``), ``created``;
 - ``predictors``: {"FORMAT/PRECISION": {``coefficients``: {kernel type: {``macs`` (ms per MAC),
-  ``bytes`` (ms per byte), ``count`` (ms per kernel)}}, ``constant_ms``, ``fit_rmspe`` (percent),
+  ``bytes`` (ms per byte), ``count`` (ms per kernel)}}, ``constant_ms``, ``channel_tiles``
+  ({MAC family: tile}: its MACs are counted with the channels rounded up to the tile, see
+  :mod:`.kernels`; absent in files written before it: no rounding), ``fit_rmspe`` (percent),
   ``within_10pct`` (share of the samples), ``samples``: [{``config``, ``arch``, ``overrides``,
   ``input_size``, ``measured_ms``, ``fitted_ms``}], ``excluded``: [config keys]}}.
 
@@ -27,12 +29,13 @@ import numpy as np
 from edgekit.devices import HOST, get_device, resolve_host
 from edgekit.tempfiles import atomic_write_text
 
-from .kernels import ELEMENT_BYTES, FeatureTable, family
+from .kernels import CHANNEL_TILES, ELEMENT_BYTES, MAC_FAMILIES, FeatureTable, Kernel, family
 
 SCHEMA = "edgekit.latency/1"
 FEATURES = ("macs", "bytes", "count")
 FORMATS = ("tflite", "onnx")
 PRECISIONS = tuple(ELEMENT_BYTES)
+MAX_PASSES = 3  # coordinate-descent passes of the channel-tile search
 
 
 def predictor_key(fmt: str, precision: str) -> str:
@@ -62,6 +65,11 @@ class Predictor:
     within_10pct: float | None = None
     samples: list[dict] = field(default_factory=list)
     excluded: list[str] = field(default_factory=list)
+    channel_tiles: dict[str, int] = field(default_factory=dict)
+
+    def features(self, kernels: list[Kernel]) -> FeatureTable:
+        """``kernels`` summed per type as this predictor was fitted (its channel tiles)."""
+        return FeatureTable.of(kernels, self.channel_tiles)
 
     def _coef(self, kernel_type: str) -> tuple[dict[str, float], str | None]:
         if kernel_type in self.coefficients:
@@ -85,7 +93,8 @@ class Predictor:
         return Prediction(sum(per_type.values()) + self.constant_ms, per_type, self.constant_ms, substituted)
 
     def to_dict(self) -> dict:
-        return {"coefficients": self.coefficients, "constant_ms": self.constant_ms, "fit_rmspe": self.fit_rmspe,
+        return {"coefficients": self.coefficients, "constant_ms": self.constant_ms,
+                "channel_tiles": self.channel_tiles, "fit_rmspe": self.fit_rmspe,
                 "within_10pct": self.within_10pct, "samples": self.samples, "excluded": self.excluded}
 
     @classmethod
@@ -93,8 +102,11 @@ class Predictor:
         coefficients = {str(t): {k: float(c[k]) for k in FEATURES} for t, c in doc["coefficients"].items()}
         if any(v < 0 or not math.isfinite(v) for c in coefficients.values() for v in c.values()):
             raise ValueError("coefficients must be finite and non-negative")
+        tiles = {str(f): int(t) for f, t in dict(doc.get("channel_tiles") or {}).items()}
+        if any(f not in MAC_FAMILIES or t < 1 for f, t in tiles.items()):
+            raise ValueError(f"channel_tiles got {tiles}; expected {{family: tile >= 1}} for {', '.join(MAC_FAMILIES)}")
         return cls(coefficients, float(doc["constant_ms"]), doc.get("fit_rmspe"), doc.get("within_10pct"),
-                   list(doc.get("samples", [])), list(doc.get("excluded", [])))
+                   list(doc.get("samples", [])), list(doc.get("excluded", [])), tiles)
 
 
 def design_row(features: FeatureTable, types: list[str]) -> list[float]:
@@ -114,6 +126,54 @@ def fit_predictor(tables: list[FeatureTable], measured_ms: list[float], ridge: f
     coef = fit_relative(x, np.asarray(measured_ms, dtype=np.float64), ridge=ridge)
     coefficients = {t: dict(zip(FEATURES, (float(v) for v in coef[3 * i: 3 * i + 3]))) for i, t in enumerate(types)}
     return Predictor(coefficients, float(coef[-1]))
+
+
+def fit_kernels(kernel_lists: list[list[Kernel]], measured_ms: list[float], folds: int = 5,
+                tiles: tuple[int, ...] = CHANNEL_TILES) -> Predictor:
+    """:func:`fit_predictor` with each MAC family's channel tile chosen by ``folds``-fold
+    cross-validation: coordinate descent over the families (largest MAC share first), each
+    taking the tile whose held-out predictions have the lowest RMSPE given the others, repeated
+    until no family changes (at most ``MAX_PASSES`` passes). Under 2 * ``folds`` samples there
+    is too little to validate on: no rounding."""
+    chosen = dict.fromkeys(_mac_families(kernel_lists), 1)
+    if len(kernel_lists) >= 2 * folds:
+        for _ in range(MAX_PASSES):
+            before = dict(chosen)
+            for fam in chosen:
+                scores = {t: _cv_rmspe(kernel_lists, measured_ms, {**chosen, fam: t}, folds) for t in tiles}
+                chosen[fam] = min(scores, key=lambda t: (scores[t], t))
+            if chosen == before:
+                break
+    chosen = {fam: t for fam, t in chosen.items() if t > 1}
+    predictor = fit_predictor([FeatureTable.of(k, chosen) for k in kernel_lists], measured_ms)
+    predictor.channel_tiles = chosen
+    return predictor
+
+
+def _mac_families(kernel_lists: list[list[Kernel]]) -> list[str]:
+    """The MAC families of the sample, largest share of the MACs first."""
+    shares: dict[str, int] = {}
+    for kernels in kernel_lists:
+        for k in kernels:
+            if family(k.type) in MAC_FAMILIES:
+                shares[family(k.type)] = shares.get(family(k.type), 0) + k.macs
+    return sorted(shares, key=shares.get, reverse=True)
+
+
+def _cv_rmspe(kernel_lists: list[list[Kernel]], measured_ms: list[float], tiles: dict[str, int], folds: int) -> float:
+    tables = [FeatureTable.of(k, tiles) for k in kernel_lists]
+    order = np.random.default_rng(0).permutation(len(tables))
+    predicted = np.zeros(len(tables))
+    for f in range(folds):
+        test = set(order[f::folds].tolist())
+        fit = [i for i in range(len(tables)) if i not in test]
+        predictor = fit_predictor([tables[i] for i in fit], [measured_ms[i] for i in fit])
+        for i in test:
+            try:
+                predicted[i] = predictor.predict(tables[i]).latency_ms
+            except ValueError:  # a kernel type only the held-out fold has
+                predicted[i] = 0.0
+    return rmspe(predicted, measured_ms)
 
 
 def rmspe(predicted, measured) -> float:
@@ -180,7 +240,7 @@ class LatencyModel:
         from .from_config import config_kernels
 
         predictor = self.predictor(fmt, precision)
-        return predictor.predict(FeatureTable.of(config_kernels(arch, overrides, input_size, precision)))
+        return predictor.predict(predictor.features(config_kernels(arch, overrides, input_size, precision)))
 
     def predict_config(self, arch: str, overrides: dict | None, input_size: int, fmt: str = "tflite",
                        precision: str = "int8") -> float:
@@ -199,7 +259,7 @@ class LatencyModel:
             raise ValueError(f"model file {str(path)!r} does not exist")
         precision = precision or file_precision(path)
         predictor = self.predictor(fmt, precision)
-        return predictor.predict(FeatureTable.of(file_kernels(path)))
+        return predictor.predict(predictor.features(file_kernels(path)))
 
     def predict_file(self, path: str | Path, precision: str | None = None) -> float:
         """Predicted median latency in ms of a .tflite/.onnx file (precision: from its metadata,
