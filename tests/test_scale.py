@@ -53,7 +53,7 @@ def test_every_family_enumerates_and_counts_without_building(name, monkeypatch):
     configs = family.configs(Rule.COMPOUND)
     assert len(configs) >= 20
     assert all(c.input_size % 8 == 0 and c.input_size >= 32 for c in configs)
-    assert len({(c.arch, tuple(sorted(c.overrides.items())), c.input_size) for c in configs}) == len(configs)
+    assert len({(c.arch, c.overrides, c.input_size) for c in configs}) == len(configs)
     monkeypatch.setattr(edgekit.models, "create_model", lambda *a, **k: pytest.fail("built a model to count it"))
     counted = count_configs(configs, "int8")
     assert all(c.macs > 0 and c.param_count > 0 for c in counted)
@@ -73,7 +73,7 @@ def test_efficientnet_phi_zero_is_b0_and_lite0():
     for name, arch in (("efficientnet", "efficientnet_b0"), ("efficientnet_lite", "efficientnet_lite0")):
         zero = [c for c in FAMILIES[name].configs(Rule.COMPOUND) if c.phi == 0.0]
         assert zero and zero[0].arch == arch
-        assert zero[0].overrides == {"width": 1.0, "depth": 1.0, "resolution": 224} and zero[0].input_size == 224
+        assert dict(zero[0].overrides) == {"width": 1.0, "depth": 1.0, "resolution": 224} and zero[0].input_size == 224
 
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))
@@ -83,13 +83,14 @@ def test_width_and_resolution_rules_vary_only_their_knob(name):
     res_only = family.configs(Rule.RESOLUTION)
     assert {c.input_size for c in width_only} == {family.base_resolution}
     assert len({c.input_size for c in res_only}) == len(res_only) > 3
+    width_knobs, res_knobs = [c.knobs for c in width_only], [c.knobs for c in res_only]
     if family.compound:
-        assert {c.overrides["depth"] for c in width_only} == {1.0} == {c.overrides["depth"] for c in res_only}
-        assert {c.overrides["width"] for c in res_only} == {1.0}
-        assert len({c.overrides["width"] for c in width_only}) == len(width_only) > 3
+        assert {k["depth"] for k in width_knobs} == {1.0} == {k["depth"] for k in res_knobs}
+        assert {k["width"] for k in res_knobs} == {1.0}
+        assert len({k["width"] for k in width_knobs}) == len(width_only) > 3
     else:
-        assert {c.overrides["alpha"] for c in res_only} == {1.0}
-        assert {c.overrides["alpha"] for c in width_only} == set(family.alphas)
+        assert {k["alpha"] for k in res_knobs} == {1.0}
+        assert {k["alpha"] for k in width_knobs} == set(family.alphas)
 
 
 @pytest.mark.parametrize("arch, alpha, size, extra", [
@@ -99,9 +100,9 @@ def test_width_and_resolution_rules_vary_only_their_knob(name):
 def test_mobilenet_plan_counts_equal_full_builds(arch, alpha, size, extra):
     """MobileNet candidates are counted from the block tables: equal to count_model's figures."""
     from edgekit.models import count_model, create_model
-    from edgekit.scale.rules import Config
+    from edgekit.scale import Config
 
-    c, = count_configs([Config(arch, {"alpha": alpha, **extra}, size)], "fp32", num_classes=10)
+    c, = count_configs([Config.of(arch, {"alpha": alpha, **extra}, size)], "fp32", num_classes=10)
     full = count_model(create_model(arch, (size, size, 3), 10, alpha=alpha, **extra))
     assert (c.macs, c.param_count) == (full.macs, full.params)
     assert c.size_kb == pytest.approx(full.params * BYTES_PER_WEIGHT["fp32"] / 1024)
@@ -109,9 +110,9 @@ def test_mobilenet_plan_counts_equal_full_builds(arch, alpha, size, extra):
 
 def test_an_architecture_without_a_plan_is_built_and_counted():
     from edgekit.models import count_model, create_model
-    from edgekit.scale.rules import Config
+    from edgekit.scale import Config
 
-    c, = count_configs([Config("lenet5", {}, 40)], "int8", num_classes=10)
+    c, = count_configs([Config.of("lenet5", {}, 40)], "int8", num_classes=10)
     full = count_model(create_model("lenet5", (40, 40, 3), 10))
     assert (c.macs, c.param_count) == (full.macs, full.params)
 

@@ -12,20 +12,35 @@ import random
 from dataclasses import dataclass
 
 
+# The order knobs are shown in (descriptions, command lines); others follow in name order.
+KNOB_ORDER = ("alpha", "width", "depth")
+
+
 @dataclass(frozen=True)
 class Config:
+    """One zoo configuration: ``create_model(arch, input_shape=(input_size, input_size, 3),
+    **overrides)``; ``phi``: EfficientNet's compound coefficient when the scaling rules made it."""
+
     arch: str
     overrides: tuple[tuple[str, float], ...] = ()
     input_size: int = 224
+    phi: float | None = None
 
     @classmethod
-    def of(cls, arch: str, overrides: dict | None = None, input_size: int = 224) -> "Config":
-        return cls(arch, tuple(sorted((overrides or {}).items())), int(input_size))
+    def of(cls, arch: str, overrides: dict | None = None, input_size: int = 224, phi: float | None = None) -> "Config":
+        return cls(arch, tuple(sorted((overrides or {}).items())), int(input_size), phi)
 
     @property
     def key(self) -> str:
         opts = ",".join(f"{k}={v:g}" for k, v in self.overrides)
         return f"{self.arch}[{opts}]@{self.input_size}" if opts else f"{self.arch}@{self.input_size}"
+
+    @property
+    def knobs(self) -> dict[str, float]:
+        """The overrides but ``resolution`` (the input size is ``input_size``), in KNOB_ORDER."""
+        rank = {k: i for i, k in enumerate(KNOB_ORDER)}
+        items = sorted((kv for kv in self.overrides if kv[0] != "resolution"), key=lambda kv: (rank.get(kv[0], 99), kv[0]))
+        return dict(items)
 
     @property
     def family(self) -> str:

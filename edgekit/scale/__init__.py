@@ -9,10 +9,12 @@ budget it predicts with a fitted latency model, then exports and times the best 
 PNG shows every candidate (:mod:`.plot`).
 """
 
+from edgekit.latency.sampling import Config
+
 from .budget import Budget, Metric, UnreachableBudget
 from .candidates import BYTES_PER_WEIGHT, Candidate, count_configs
 from .proxy import ProxyRecipe
-from .rules import ALPHA, BETA, FAMILIES, GAMMA, Config, Family, Rule, get_family, multipliers, round_resolution
+from .rules import ALPHA, BETA, FAMILIES, GAMMA, Family, Rule, get_family, multipliers, round_resolution
 from .search import SCHEMA, ScaleOptions, ScaleResult, load_latency_model, scale
 
 __all__ = ["ALPHA", "BETA", "BYTES_PER_WEIGHT", "Budget", "Candidate", "Config", "FAMILIES", "Family", "GAMMA",

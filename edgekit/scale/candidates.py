@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .rules import Config
+from edgekit.latency.sampling import Config
 
 # Bytes per weight in the exported file, by --precision (int8 and dynamic-range files store
 # int8 weights; fp16 files float16). An estimate: biases, metadata and the graph add a little.
@@ -47,13 +47,13 @@ class Candidate:
 
     def describe(self) -> str:
         """``alpha 0.35 at 96x96`` / ``width 0.83, depth 0.69 at 168x168``."""
-        knobs = ", ".join(f"{k} {v:g}" for k, v in self.config.overrides.items() if k != "resolution")
+        knobs = ", ".join(f"{k} {v:g}" for k, v in self.config.knobs.items())
         return f"{knobs} at {self.input_size}x{self.input_size}"
 
     def train_command(self, data: str | None = None) -> str:
         """The ``edgekit train`` command line that builds this configuration."""
-        flags = [f"--{k} {v:g}" for k, v in self.config.overrides.items() if k != "resolution"]
-        tag = "_".join(f"{k}{v:g}" for k, v in self.config.overrides.items() if k != "resolution")
+        flags = [f"--{k} {v:g}" for k, v in self.config.knobs.items()]
+        tag = "_".join(f"{k}{v:g}" for k, v in self.config.knobs.items())
         return " ".join(["edgekit train", self.arch, *flags, f"--input-size {self.input_size}",
                          f"--data {data or 'DIR'}", f"--out runs/{self.arch}_{tag}_{self.input_size}"])
 
@@ -86,7 +86,7 @@ def count_configs(configs: list[Config], precision: str, num_classes: int = 1000
     planned = _plan_counters()
     candidates = []
     for config in configs:
-        knobs = {k: v for k, v in config.overrides.items() if k != "resolution"}
+        knobs = config.knobs
         spec = get_spec(config.arch)
         if spec.builder in planned:
             macs, params = planned[spec.builder]({**spec.params, **knobs}, config.input_size, num_classes)

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Callable
 
 from edgekit.latency.measure import export_config
-from edgekit.latency.sampling import Config
 from edgekit.messages import stderr
 from edgekit.profile.latency import TimingPlan
 from edgekit.profile.runners import time_files
@@ -36,8 +35,7 @@ class MeasureSettings:
 def export_candidate(c: Candidate, folder: Path, settings: MeasureSettings,
                      log: Callable[[str], None] = stderr) -> Path:
     """Build ``c`` and export it into ``folder``; the path of the file written."""
-    config = Config.of(c.arch, c.overrides, c.input_size)
-    path, = export_config(config, [settings.fmt], [settings.precision], folder, settings.target,
+    path, = export_config(c.config, [settings.fmt], [settings.precision], folder, settings.target,
                           settings.calibration, settings.num_classes).values()
     log(f"scale: exported {c.arch} {c.describe()} to {path}")
     return path

@@ -36,7 +36,7 @@ def proxy_accuracy(c: Candidate, data: str, recipe: ProxyRecipe, folder: Path,
     """Train ``c`` briefly on ``data`` into ``folder``; its last validation accuracy."""
     from edgekit.train import TrainConfig, train
 
-    knobs = {k: v for k, v in c.config.overrides.items() if k != "resolution"}
+    knobs = c.config.knobs
     cfg = TrainConfig(arch=c.arch, data=data, out=str(folder), input_size=c.input_size, epochs=recipe.epochs,
                       lr=recipe.lr, batch_size=recipe.batch_size, early_stopping=0, limit=recipe.limit,
                       val_fraction=recipe.val_fraction, seed=recipe.seed, tensorboard=False, **knobs)

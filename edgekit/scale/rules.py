@@ -29,6 +29,7 @@ import difflib
 from dataclasses import dataclass
 from enum import Enum
 
+from edgekit.latency.sampling import Config
 from edgekit.models import get_spec
 from edgekit.models.efficientnet import Scaling, compound_coefficients, stage_plan
 
@@ -45,16 +46,6 @@ class Rule(str, Enum):
     COMPOUND = "compound"  # width, depth and resolution together (MobileNet: the alpha x resolution grid)
     WIDTH = "width"  # width only, at the base resolution
     RESOLUTION = "resolution"  # resolution only, at the base width
-
-
-@dataclass(frozen=True)
-class Config:
-    """One configuration: ``create_model(arch, input_shape=(input_size, input_size, 3), **overrides)``."""
-
-    arch: str
-    overrides: dict
-    input_size: int
-    phi: float | None = None  # EfficientNet's compound coefficient (None for MobileNet's grid)
 
 
 @dataclass(frozen=True)
@@ -79,7 +70,7 @@ class Family:
     def _grid_configs(self, rule: Rule) -> list[Config]:
         alphas = (1.0,) if rule is Rule.RESOLUTION else self.alphas
         sizes = (self.base_resolution,) if rule is Rule.WIDTH else self.resolutions
-        return [Config(self.arch, {"alpha": a}, s) for a in alphas for s in sizes]
+        return [Config.of(self.arch, {"alpha": a}, s) for a in alphas for s in sizes]
 
     def _phi_configs(self, rule: Rule) -> list[Config]:
         lite = bool(get_spec(self.arch).params.get("lite", False))
@@ -94,7 +85,7 @@ class Family:
             key = (scaling.stem(), scaling.head(), tuple(stage_plan(scaling)), size)
             if key not in seen:
                 seen.add(key)
-                configs.append(Config(self.arch, overrides, size, phi))
+                configs.append(Config.of(self.arch, overrides, size, phi))
         return configs
 
 
