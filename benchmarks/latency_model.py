@@ -4,7 +4,9 @@ Fits a latency model within --minutes on a training sample of the zoo grid (edge
 with the held-out set excluded), then exports and measures every held-out configuration
 (MobileNet v1/v2 at widths and resolutions not used for fitting, EfficientNet-Lite and B at
 other resolutions) and reports predicted vs measured median, the share within +-10%, RMSPE and a
-per-family table. Timing is the profiler's (edgekit.latency.measure.time_file), not a loop here.
+per-family table. Timing is edgekit.latency.measure's (each file interleaved with the fit's
+reference model and normalized to the reference's speed during the fit, as the fit's samples
+are), not a loop here.
 
     .venv/bin/python benchmarks/latency_model.py --format tflite --precision int8 --minutes 30
     .venv/bin/python benchmarks/latency_model.py --minutes 1 --held-out 3 --tag smoke   # a quick check
@@ -33,7 +35,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from edgekit.latency import Config, fit  # noqa: E402
 from edgekit.latency.fit import fit_samples  # noqa: E402
-from edgekit.latency.measure import export_config, time_file  # noqa: E402
+from edgekit.latency.measure import REFERENCE, Timing, export_config, normalize, time_with_reference  # noqa: E402
 from edgekit.latency.model import LatencyModel, rmspe, within  # noqa: E402
 from edgekit.tempfiles import atomic_write_text  # noqa: E402
 
@@ -49,15 +51,22 @@ def held_out() -> list[Config]:
             + [Config.of(f"efficientnet_b{b}", None, r) for b, r in ((0, 176), (1, 208), (2, 236))])
 
 
-def measure(configs: list[Config], fmt: str, precision: str, threads: int, min_time: float) -> list[dict]:
+def measure(configs: list[Config], fmt: str, precision: str, threads: int, min_time: float,
+            baseline_ms: float) -> list[dict]:
+    """Each held-out configuration timed with the fit's reference model, at the reference's
+    speed during the fit (``baseline_ms``), as the fit's own samples are."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="edgekit-latency-bench-") as tmp:
+        reference = export_config(REFERENCE, [fmt], [precision], Path(tmp) / "reference")[(fmt, precision)]
         for config in configs:
             path = export_config(config, [fmt], [precision], Path(tmp))[(fmt, precision)]
-            m = time_file(path, threads, min_time)
+            ms, reference_ms = time_with_reference(path, reference, threads, min_time)
             path.unlink()
-            rows.append({**config.to_dict(), "family": config.family, "measured_ms": m.median_ms, "cv": m.cv})
-            print(f"held out {config.key}: {m.median_ms:.3f} ms", file=sys.stderr, flush=True)
+            (_, normalized), = normalize([Timing(config, ms, reference_ms)], baseline_ms)[0]
+            rows.append({**config.to_dict(), "family": config.family, "measured_ms": normalized, "raw_ms": ms,
+                         "reference_ms": reference_ms})
+            print(f"held out {config.key}: {ms:.3f} ms, reference {reference_ms:.3f} ms: {normalized:.3f} ms at the "
+                  f"fit's reference speed", file=sys.stderr, flush=True)
     return rows
 
 
@@ -81,7 +90,7 @@ def report(rows: list[dict], model_doc: dict, args) -> tuple[str, dict]:
              f"{args.fit_minutes:.1f} min (budget {args.minutes:g}) on {summary['fit_configurations']} configurations (fit RMSPE "
              f"{summary['fit_rmspe']}%); {len(rows)} held-out configurations: "
              f"**{100 * summary['within_10pct']:.0f}% within +-10%, RMSPE {summary['rmspe']:.1f}%**. "
-             f"Channel tiles: {model_doc['predictors'][key].get('channel_tiles') or 'none'}.", "",
+             f"Channel tiles: {model_doc['predictors'][key].get('channel_tiles') or 'none'}.", "", *_reference_line(model_doc, key, rows),
              "| family | n | within +-10% | RMSPE % |", "|---|---|---|---|"]
     lines += [f"| {f} | {v['n']} | {100 * v['within_10pct']:.0f}% | {v['rmspe']:.1f} |" for f, v in families.items()]
     lines += ["", "| configuration | measured ms | predicted ms | error % |", "|---|---|---|---|"]
@@ -102,9 +111,20 @@ def refit(args) -> tuple[LatencyModel, list[dict]]:
     samples = [(Config.of(s["arch"], s["overrides"], s["input_size"]), s["measured_ms"]) for s in recorded["samples"]]
     predictor = fit_samples(samples, args.precision, recorded.get("excluded", []))
     model = LatencyModel.from_dict({**old["model"], "predictors": {key: predictor.to_dict()}})
-    rows = [{k: r[k] for k in ("config", "arch", "overrides", "input_size", "family", "measured_ms", "cv")}
-            for r in old["rows"]]
+    rows = [{k: r[k] for k in ("config", "arch", "overrides", "input_size", "family", "measured_ms", "raw_ms",
+                               "reference_ms") if k in r} for r in old["rows"]]
     return model, rows
+
+
+def _reference_line(model_doc: dict, key: str, rows: list[dict]) -> list[str]:
+    ref = model_doc["predictors"][key].get("reference")
+    if not ref:
+        return []
+    held = [r["reference_ms"] for r in rows if "reference_ms" in r]
+    during = f"; while the held-out ones were timed {min(held):.3f}-{max(held):.3f} ms" if held else ""
+    return [f"Reference {ref['config']}, timed beside every file: {ref['min_ms']:.3f}-{ref['max_ms']:.3f} ms during "
+            f"the fit (median {ref['baseline_ms']:.3f} ms){during}. Measured ms are at the reference's median speed "
+            "during the fit (raw ms in the JSON).", ""]
 
 
 def main() -> None:
@@ -127,7 +147,8 @@ def main() -> None:
         model = fit((args.format,), (args.precision,), threads=args.threads, minutes=args.minutes, seed=args.seed,
                     exclude=held, min_time_s=args.min_time)
         args.fit_minutes = (time.monotonic() - start) / 60
-        rows = measure(held, args.format, args.precision, args.threads, args.min_time)
+        reference = model.predictor(args.format, args.precision).reference
+        rows = measure(held, args.format, args.precision, args.threads, args.min_time, reference["baseline_ms"])
     for row in rows:
         row["predicted_ms"] = model.predict_config(row["arch"], row["overrides"], row["input_size"], args.format,
                                                    args.precision)

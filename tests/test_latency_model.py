@@ -155,6 +155,20 @@ def test_fit_picks_the_channel_tile_the_device_shows():
     assert fit_kernels(nets[:6], measured[:6]).channel_tiles == {}  # too few to cross-validate
 
 
+def test_normalize_puts_timings_at_the_reference_median_speed():
+    """A device twice as slow for half the fit: the ratio to the reference timed beside each
+    file is what is kept, at the reference's median speed."""
+    from edgekit.latency.measure import REFERENCE, Timing, normalize
+
+    a, b, c = (Config.of("mobilenet_v2", {"alpha": x}, 96) for x in (0.35, 0.5, 0.75))
+    timings = [Timing(a, 1.0, 2.0), Timing(b, 4.0, 4.0), Timing(c, 3.0, 3.0)]  # b timed while twice as slow
+    samples, record = normalize(timings)
+    assert [round(ms, 6) for _, ms in samples] == [1.5, 3.0, 3.0] and [cfg for cfg, _ in samples] == [a, b, c]
+    assert record == {"config": REFERENCE.key, "baseline_ms": 3.0, "min_ms": 2.0, "max_ms": 4.0}
+    (_, ms), = normalize([Timing(a, 1.0, 2.0)], baseline_ms=3.0)[0]
+    assert ms == pytest.approx(1.5)
+
+
 def test_sample_excludes_and_covers_families():
     grid = zoo_grid()
     held = [c for c in grid if c.arch == "mobilenet_v1"][:3]
@@ -202,6 +216,10 @@ def test_tiny_fit_writes_valid_model(fitted):
     for predictor in model.predictors.values():
         assert len(predictor.samples) >= 2
         assert all(s["measured_ms"] > 0 and s["fitted_ms"] >= 0 for s in predictor.samples)
+        ref = predictor.reference
+        assert 0 < ref["min_ms"] <= ref["baseline_ms"] <= ref["max_ms"]
+        for s in predictor.samples:  # what was fitted: the raw median at the reference's median speed
+            assert s["measured_ms"] == pytest.approx(s["raw_ms"] * ref["baseline_ms"] / s["reference_ms"], rel=1e-3)
         assert all(v >= 0 for c in predictor.coefficients.values() for v in c.values())
     model.check("host", "tflite", "fp32")
 

@@ -1,9 +1,11 @@
 """``fit``: measure sampled zoo configurations on a device and fit a :class:`LatencyModel`.
 
 Each configuration is built, exported to every asked (format, precision) (:mod:`.measure`) and
-timed at ``threads`` (median), until the time budget is spent; then one predictor per (format,
-precision) is fitted by NNLS on the configurations' kernel features (:mod:`.from_config`, the
-features ``predict_config`` uses) against the measured medians. Configurations in ``exclude``
+timed at ``threads`` (median) together with the reference model (:mod:`.measure`: the medians
+are normalized to the reference's median speed over the fit, so that a device whose speed
+drifts is fitted at one speed), until the time budget is spent; then one predictor per
+(format, precision) is fitted by NNLS on the configurations' kernel features
+(:mod:`.from_config`, the features ``predict_config`` uses) against the normalized medians. Configurations in ``exclude``
 (held out for evaluation) are never measured. The budget is checked before each configuration,
 and a fit always measures at least :data:`MIN_CONFIGS`, however short the budget.
 """
@@ -20,7 +22,7 @@ from edgekit import __version__
 from edgekit.messages import first_line, stderr
 
 from .from_config import config_kernels
-from .measure import Measurement, export_config, time_file
+from .measure import REFERENCE, Measurement, Timing, export_config, normalize, time_file, time_with_reference
 from .model import FORMATS, PRECISIONS, LatencyModel, Predictor, fit_kernels, predictor_key, rmspe, within
 from .sampling import GRIDS, Config, sample
 
@@ -55,11 +57,16 @@ def fit(formats=("tflite",), precisions=("int8",), threads: int = 1, minutes: fl
     order = sample(list(configs), seed, exclude)
     if max_configs is not None:
         order = order[:max_configs]
-    measured: dict[str, list[tuple[Config, float]]] = {predictor_key(f, p): [] for f, p in pairs}
-    first: Measurement | None = None
+    measured: dict[str, list[Timing]] = {predictor_key(f, p): [] for f, p in pairs}
     versions: dict[str, str | None] = {}
     deadline = time.monotonic() + 60 * minutes
     with tempfile.TemporaryDirectory(prefix="edgekit-latency-fit-") as tmp:
+        references = export_config(REFERENCE, formats, precisions, Path(tmp) / "reference", target)
+        first: Measurement | None = None
+        for path in references.values():  # the device's description and runtime versions
+            m = time_file(path, threads, min_time_s, remote)
+            first = first or m
+            versions[m.runtime] = m.runtime_version
         for i, config in enumerate(order):
             if time.monotonic() > deadline and min(len(v) for v in measured.values()) >= MIN_CONFIGS:
                 log(f"latency fit: time budget of {minutes:g} min spent after {i} configuration(s)")
@@ -69,23 +76,35 @@ def fit(formats=("tflite",), precisions=("int8",), threads: int = 1, minutes: fl
             except Exception as exc:  # a converter failing on one configuration costs only that one
                 log(f"latency fit: skipped {config.key}: export failed: {first_line(exc)}")
                 continue
-            for (fmt, precision), path in paths.items():
-                m = time_file(path, threads, min_time_s, remote)
+            for pair, path in paths.items():
+                ms, reference_ms = time_with_reference(path, references[pair], threads, min_time_s, remote)
                 path.unlink(missing_ok=True)
-                first = first or m
-                versions[m.runtime] = m.runtime_version
-                measured[predictor_key(fmt, precision)].append((config, m.median_ms))
-                log(f"latency fit: [{i + 1}/{len(order)}] {config.key} {fmt}/{precision}: {m.median_ms:.3f} ms "
-                    f"(cv {100 * m.cv:.0f}%)")
+                measured[predictor_key(*pair)].append(Timing(config, ms, reference_ms))
+                log(f"latency fit: [{i + 1}/{len(order)}] {config.key} {'/'.join(pair)}: {ms:.3f} ms "
+                    f"(reference {reference_ms:.3f} ms)")
     counts = {k: len(v) for k, v in measured.items()}
     if first is None or min(counts.values()) < MIN_CONFIGS:
         raise ValueError(f"only {min(counts.values()) if counts else 0} configuration(s) could be exported and "
                          f"measured; a fit needs at least {MIN_CONFIGS} (see the messages above)")
-    predictors = {key: fit_samples(samples, key.split("/")[1], exclude) for key, samples in measured.items()}
+    predictors = {key: fit_timings(timings, key.split("/")[1], exclude, log) for key, timings in measured.items()}
     device = {"target": first.target, "cpu_model": first.cpu_model, "machine": first.machine, "cores": first.cores,
               "remote": remote}
     return LatencyModel(device, threads, predictors, versions, __version__,
                         _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+
+
+def fit_timings(timings: list[Timing], precision: str, exclude=(), log: Callable[[str], None] = stderr) -> Predictor:
+    """:func:`fit_samples` on the timings normalized to the reference's median speed; the
+    predictor records the reference and each sample's raw and reference medians."""
+    samples, reference = normalize(timings)
+    spread = reference["max_ms"] / reference["min_ms"] - 1
+    log(f"latency fit: the reference {reference['config']} ran at {reference['min_ms']:.3f}-{reference['max_ms']:.3f} ms "
+        f"({100 * spread:.0f}% apart); timings normalized to its median, {reference['baseline_ms']:.3f} ms")
+    predictor = fit_samples(samples, precision, exclude)
+    predictor.reference = reference
+    for record, t in zip(predictor.samples, timings):
+        record.update(raw_ms=round(t.ms, 4), reference_ms=round(t.reference_ms, 4))
+    return predictor
 
 
 def fit_samples(samples: list[tuple[Config, float]], precision: str, exclude=()) -> Predictor:

@@ -9,6 +9,13 @@ give the same operators and kernels; such files are for timing, not for use.
 Timing is the profiler's: :func:`edgekit.profile.profile_model` here, or
 :func:`edgekit.profile.profile_remote` (``edgekit profile --json`` on the device, as
 ``edgekit profile --remote`` runs it); the median (p50) of the timed runs is what the model fits.
+
+A device's speed drifts over a fit of half an hour (a Raspberry Pi throttles when hot; a shared
+machine slows when its neighbours are busy: on this project's 2-core VM the same file ran up
+to 20% slower twenty minutes later). So each file is timed together with a fixed
+:data:`REFERENCE` model (:func:`time_with_reference`: interleaved here, one after the other
+over SSH), and the fit uses ``ms * baseline / reference_ms``: the latency at the reference's
+median speed over the fit (:func:`normalize`).
 """
 
 from __future__ import annotations
@@ -24,11 +31,13 @@ from .sampling import Config
 
 CALIBRATION_IMAGES = 8
 VALIDATION_IMAGES = 8
+# Timed alongside every configuration: mid-sized (about 1-2 ms at 1 thread on a laptop core).
+REFERENCE = Config.of("mobilenet_v2", {"alpha": 1.0}, 128)
 
 
 def file_stem(config: Config) -> str:
-    """``config`` as a file name: ``mobilenet_v2_alpha0p5_160`` (overrides in key order, no resolution)."""
-    knobs = "_".join(f"{k}{v:g}" for k, v in config.overrides if k != "resolution")
+    """``config`` as a file name: ``mobilenet_v2_alpha0p5_160`` (its knobs, then the input size)."""
+    knobs = "_".join(f"{k}{v:g}" for k, v in config.knobs.items())
     return "_".join(part for part in (config.arch, knobs, str(config.input_size)) if part).replace(".", "p")
 
 
@@ -58,8 +67,7 @@ def export_config(config: Config, formats: Sequence[str], precisions: Sequence[s
     from edgekit.runtime import PreprocessSpec
 
     spec = get_spec(config.arch)
-    knobs = {k: v for k, v in config.overrides if k != "resolution"}  # the input size is input_size
-    model = create_model(config.arch, (config.input_size, config.input_size, 3), num_classes, **knobs)
+    model = create_model(config.arch, (config.input_size, config.input_size, 3), num_classes, **config.knobs)
     preprocess = PreprocessSpec(size=(config.input_size, config.input_size), channels=3,
                                 mean=(float(spec.mean),), std=(float(spec.std),))
     formats, precisions = parse_choices(formats, Format, "--format"), parse_choices(precisions, Precision, "--quantize")
@@ -116,3 +124,39 @@ def time_file(path: Path, threads: int, min_time_s: float, remote: str | None = 
                        str(env.get("cpu_model")), str(env.get("arch")), env.get("cpu_cores"),
                        str(env.get("runtime")), env.get("runtime_version"), float(doc["latency_ms"]["cv"]),
                        run.get("per_op"))
+
+
+@dataclass(frozen=True)
+class Timing:
+    """One configuration's median and the reference's, timed together."""
+
+    config: Config
+    ms: float
+    reference_ms: float
+
+
+def time_with_reference(path: Path, reference: Path, threads: int, min_time_s: float,
+                        remote: str | None = None) -> tuple[float, float]:
+    """Medians (ms) of ``path`` and ``reference`` timed together: interleaved in turns here
+    (``edgekit benchmark``'s timing, ``min_time_s`` each), one after the other on ``remote``."""
+    if remote is not None:
+        return (time_file(path, threads, min_time_s, remote).median_ms,
+                time_file(reference, threads, min_time_s, remote).median_ms)
+    from edgekit.profile import TimingPlan
+    from edgekit.profile.runners import time_files
+
+    timed = time_files({"model": path, "reference": reference}, threads, TimingPlan(warmup=3, min_time_s=min_time_s))
+    if timed.errors:
+        key, reason = next(iter(timed.errors.items()))
+        raise RuntimeError(f"timing {key} failed: {reason}")
+    return timed.stats["model"].p50, timed.stats["reference"].p50
+
+
+def normalize(timings: list[Timing], baseline_ms: float | None = None) -> tuple[list[tuple[Config, float]], dict]:
+    """Each timing at the reference's ``baseline_ms`` (default: the median of its timings here):
+    [(config, ms * baseline / reference_ms)], and the record of the reference."""
+    refs = np.array([t.reference_ms for t in timings], dtype=np.float64)
+    baseline = float(np.median(refs)) if baseline_ms is None else float(baseline_ms)
+    record = {"config": REFERENCE.key, "baseline_ms": round(baseline, 4), "min_ms": round(float(refs.min()), 4),
+              "max_ms": round(float(refs.max()), 4)}
+    return [(t.config, t.ms * baseline / t.reference_ms) for t in timings], record

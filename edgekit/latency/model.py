@@ -10,8 +10,11 @@ JSON schema ``edgekit.latency/1``:
   ``bytes`` (ms per byte), ``count`` (ms per kernel)}}, ``constant_ms``, ``channel_tiles``
   ({MAC family: tile}: its MACs are counted with the channels rounded up to the tile, see
   :mod:`.kernels`; absent in files written before it: no rounding), ``fit_rmspe`` (percent),
-  ``within_10pct`` (share of the samples), ``samples``: [{``config``, ``arch``, ``overrides``,
-  ``input_size``, ``measured_ms``, ``fitted_ms``}], ``excluded``: [config keys]}}.
+  ``within_10pct`` (share of the samples), ``reference`` ({``config``, ``baseline_ms``, ``min_ms``,
+  ``max_ms``}: the model timed beside every sample, see :mod:`.measure`; null in files written
+  before it), ``samples``: [{``config``, ``arch``, ``overrides``, ``input_size``, ``measured_ms``
+  (normalized to the reference's baseline: what was fitted), ``fitted_ms``, ``raw_ms``,
+  ``reference_ms``}], ``excluded``: [config keys]}}.
 
 Predicting needs numpy only (and Keras for :meth:`LatencyModel.predict_config`, which builds the
 configuration's layers).
@@ -66,6 +69,7 @@ class Predictor:
     samples: list[dict] = field(default_factory=list)
     excluded: list[str] = field(default_factory=list)
     channel_tiles: dict[str, int] = field(default_factory=dict)
+    reference: dict | None = None
 
     def features(self, kernels: list[Kernel]) -> FeatureTable:
         """``kernels`` summed per type as this predictor was fitted (its channel tiles)."""
@@ -94,7 +98,7 @@ class Predictor:
 
     def to_dict(self) -> dict:
         return {"coefficients": self.coefficients, "constant_ms": self.constant_ms,
-                "channel_tiles": self.channel_tiles, "fit_rmspe": self.fit_rmspe,
+                "channel_tiles": self.channel_tiles, "reference": self.reference, "fit_rmspe": self.fit_rmspe,
                 "within_10pct": self.within_10pct, "samples": self.samples, "excluded": self.excluded}
 
     @classmethod
@@ -105,8 +109,11 @@ class Predictor:
         tiles = {str(f): int(t) for f, t in dict(doc.get("channel_tiles") or {}).items()}
         if any(f not in MAC_FAMILIES or t < 1 for f, t in tiles.items()):
             raise ValueError(f"channel_tiles got {tiles}; expected {{family: tile >= 1}} for {', '.join(MAC_FAMILIES)}")
+        reference = doc.get("reference")
+        if reference is not None and not (isinstance(reference, dict) and float(reference["baseline_ms"]) > 0):
+            raise ValueError(f"reference got {reference!r}; expected null or a record with baseline_ms > 0")
         return cls(coefficients, float(doc["constant_ms"]), doc.get("fit_rmspe"), doc.get("within_10pct"),
-                   list(doc.get("samples", [])), list(doc.get("excluded", [])), tiles)
+                   list(doc.get("samples", [])), list(doc.get("excluded", [])), tiles, reference)
 
 
 def design_row(features: FeatureTable, types: list[str]) -> list[float]:
