@@ -58,7 +58,25 @@ def where() -> dict:
         "onnxruntime": _version("onnxruntime"),
         "edgekit": _version("edgekit"),
         "edgekit_file": edgekit.__file__,
+        "host_target": _host_target(),
     }
+
+
+def _host_target() -> str | None:
+    try:
+        from edgekit.devices import resolve_host
+    except ImportError:  # an edgekit from before device targets
+        return None
+    return resolve_host().name
+
+
+def _target_mismatch(model) -> str | None:
+    """Why the runtime here would say the file was made for another device, or None."""
+    try:
+        from edgekit.devices import mismatch, resolve_host
+    except ImportError:
+        return None
+    return mismatch(model.metadata.target if model.metadata else None, resolve_host())
 
 
 def run_model(path: Path, images: list[Path], arrays: dict) -> dict:
@@ -74,7 +92,8 @@ def run_model(path: Path, images: list[Path], arrays: dict) -> dict:
         return {"error": str(exc)}
     arrays[f"{path.name}:input"] = batch
     arrays[f"{path.name}:output"] = output
-    return {"backend": model.backend, "shape": list(output.shape), "seconds": round(time.perf_counter() - start, 3)}
+    return {"backend": model.backend, "shape": list(output.shape), "seconds": round(time.perf_counter() - start, 3),
+            "target": model.metadata.target if model.metadata else None, "target_mismatch": _target_mismatch(model)}
 
 
 def main(argv: list[str]) -> int:

@@ -108,6 +108,72 @@ def test_without_root_or_cache_it_skips_with_a_reason(tmp_path, monkeypatch, cap
     assert doc["status"] == "skipped" and doc["reason"]
 
 
+@pytest.mark.parametrize("cpu, target", [("cortex-a72", "raspberry-pi-4"), ("cortex-a76", "raspberry-pi-5"),
+                                         ("cortex-a53", "arm64")])
+def test_files_are_made_for_the_emulated_board_by_default(cpu, target):
+    assert arm_check.parse_args(["--cpu", cpu]).target == target
+    assert arm_check.parse_args(["--cpu", cpu, "--target", "android-arm64"]).target == "android-arm64"
+
+
+def test_an_unknown_target_exits_2_naming_the_known_ones(capsys):
+    with pytest.raises(SystemExit) as exc:
+        arm_check.parse_args(["--target", "raspbery-pi-4"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "raspberry-pi-4" in err and "'raspbery-pi-4'" in err
+
+
+def _quant_graph(tmp_path, zero_point_type, qlinear: bool):
+    import onnx
+    from onnx import TensorProto, helper
+
+    zp_name, inits = "zp", [helper.make_tensor("scale", TensorProto.FLOAT, [], [0.1]),
+                            helper.make_tensor("zp", zero_point_type, [], [0])]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "scale", zp_name], ["q"])]
+    if qlinear:
+        nodes.append(helper.make_node("QLinearMatMul", ["q", "scale", zp_name, "q", "scale", zp_name,
+                                                        "scale", zp_name], ["m"]))
+        nodes.append(helper.make_node("DequantizeLinear", ["m", "scale", zp_name], ["y"]))
+    else:
+        nodes.append(helper.make_node("DequantizeLinear", ["q", "scale", zp_name], ["y"]))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2])], inits)
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    return path
+
+
+def test_onnx_int8_flavour_is_read_from_the_graph(tmp_path):
+    from onnx import TensorProto
+
+    qdq = arm_check.onnx_int8_flavour(_quant_graph(tmp_path, TensorProto.INT8, qlinear=False))
+    assert (qdq["quant_format"], qdq["activation_type"]) == ("qdq", "int8")
+    qop = arm_check.onnx_int8_flavour(_quant_graph(tmp_path, TensorProto.UINT8, qlinear=True))
+    assert (qop["quant_format"], qop["activation_type"], qop["qlinear_ops"]) == ("qoperator", "uint8",
+                                                                              ["QLinearMatMul"])
+
+
+def test_check_target_fails_a_file_made_for_another_target(tmp_path, monkeypatch):
+    from onnx import TensorProto
+
+    from edgekit import runtime
+
+    path = _quant_graph(tmp_path, TensorProto.UINT8, qlinear=True)
+    made_for = {"name": "raspberry-pi-4"}
+    monkeypatch.setattr(runtime, "read_metadata", lambda p: type("M", (), {"target": made_for["name"]})())
+    files = [{"path": str(path), "format": "onnx", "precision": "int8"}]
+    arm = {"onnx": {"arm": {"models": {path.name: {"target_mismatch": None}}}}}
+    [row] = arm_check.check_target("raspberry-pi-4", files, arm)
+    assert row.status == "fail" and "wants qdq with int8" in row.reason  # x86's flavour in a Pi's file
+    path = _quant_graph(tmp_path, TensorProto.INT8, qlinear=False)
+    assert arm_check.check_target("raspberry-pi-4", files, arm)[0].status == "pass"
+    made_for["name"] = "x86-vnni"
+    [row] = arm_check.check_target("raspberry-pi-4", files, arm)
+    assert row.status == "fail" and "'x86-vnni'" in row.reason
+    made_for["name"] = "raspberry-pi-4"
+    arm["onnx"]["arm"]["models"][path.name]["target_mismatch"] = "made for target raspberry-pi-4 but ..."
+    assert arm_check.check_target("raspberry-pi-4", files, arm)[0].status == "fail"
+
+
 @pytest.mark.slow
 def test_runtime_and_predict_agree_on_emulated_aarch64():
     proc = subprocess.run(["bash", str(SCRIPT), "--json"], capture_output=True, text=True, timeout=3000)
@@ -122,3 +188,8 @@ def test_runtime_and_predict_agree_on_emulated_aarch64():
     checks = {c["check"]: c for c in doc["checks"]}
     for key in ("tflite/fp32 runtime", "tflite/int8 runtime"):
         assert checks[key]["status"] == "pass" and checks[key]["values"] == doc["images"] * 10
+    # export --target raspberry-pi-4 on x86 (the A72's board): every file says so, and the ONNX
+    # int8 file is the ARM flavour (QDQ, int8 activations), which the emulated Pi runs as x86 does.
+    assert doc["target"] == "raspberry-pi-4"
+    for key in ("tflite/fp32 target", "tflite/int8 target", "onnx/int8 target"):
+        assert checks[key]["status"] == "pass", checks[key]
