@@ -301,7 +301,36 @@ def test_cli_efficientnet_train_command_has_width_and_depth(tiny_cli):
     assert cmd.startswith("edgekit train efficientnet_lite0 --width ") and " --depth 1 --input-size 48 " in cmd
 
 
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_a_base_resolution_anchors_every_rule_there(name):
+    family = FAMILIES[name].at_resolution(64)
+    assert family.base_resolution == 64 and FAMILIES[name].at_resolution(224) is FAMILIES[name]
+    assert {c.input_size for c in family.configs(Rule.WIDTH)} == {64}
+    sizes = {c.input_size for c in family.configs(Rule.RESOLUTION)}
+    assert min(sizes) >= 32 and all(s % 8 == 0 for s in sizes) and 64 in sizes
+    if family.compound:  # phi 0 is the base network at 64 px; phi +1 is 1.15x the resolution
+        by_phi = {c.phi: c.input_size for c in family.configs(Rule.COMPOUND)}
+        assert by_phi[0.0] == 64 and by_phi[1.0] == round_resolution(64 * GAMMA) == 72
+    else:  # 96..224 scaled by 64/224: 27..64 px, at least 32
+        assert family.resolutions == (32, 40, 48, 56, 64)
+
+
+@pytest.mark.parametrize("base", [31, 0, True])
+def test_a_base_resolution_under_the_zoo_minimum_is_refused(base):
+    with pytest.raises(ValueError, match=f"--base-resolution got {base!r}; expected an integer >= 32"):
+        FAMILIES["efficientnet_lite"].at_resolution(base)
+
+
+def test_cli_base_resolution_scales_small_images(tiny_cli):
+    result = _invoke("scale", "efficientnet_lite", "--max-params", 1e9, "--rule", "resolution",
+                     "--base-resolution", 32, "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["base_resolution"] == 32 and doc["chosen"]["input_size"] == round_resolution(32 * 2 ** (-1.5 / 2))
+
+
 @pytest.mark.parametrize("args, message", [
+    (["mobilenet_v2", "--max-macs", "1e8", "--base-resolution", "16"], "--base-resolution"),
     (["mobilenet_v2"], "give exactly one budget of --max-latency-ms, --max-macs, --max-params, --max-size-kb"),
     (["mobilenet_v2", "--max-macs", "1e8", "--max-params", "1e6"], "give exactly one budget"),
     (["resnet50", "--max-macs", "1e8"], "expected one of mobilenet_v1, mobilenet_v2, efficientnet, efficientnet_lite"),

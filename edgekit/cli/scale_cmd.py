@@ -30,6 +30,8 @@ BUDGETS = (("max_latency_ms", "latency_ms"), ("max_macs", "macs"), ("max_params"
 @click.option("--rule", type=click.Choice(RULES), default="compound", show_default=True,
               help="compound: width, depth and resolution together (MobileNet: alpha x resolution grid); "
                    "width or resolution: that knob only.")
+@click.option("--base-resolution", type=click.IntRange(32), default=None,
+              help="Scale from this input size instead of the family's 224 (e.g. 32 for 28-32 px images).")
 @click.option("--measure", type=click.IntRange(0), default=None,
               help="Export and time the best K for real [default: 3 with --max-latency-ms, else 0].")
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True, help="Threads when timing.")
@@ -44,7 +46,7 @@ BUDGETS = (("max_latency_ms", "latency_ms"), ("max_macs", "macs"), ("max_params"
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write the Pareto PNG here.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 def scale_command(family, max_latency_ms, latency_model, max_macs, max_params, max_size_kb, precision, fmt,
-                  target, rule, measure, threads, classes, data, proxy_epochs, limit, out, plot, as_json):
+                  target, rule, base_resolution, measure, threads, classes, data, proxy_epochs, limit, out, plot, as_json):
     """Scale FAMILY (mobilenet_v1, mobilenet_v2, efficientnet, efficientnet_lite) to a budget: the
     configuration with the most MACs that fits, with the 'edgekit train' command that builds it."""
     if family not in FAMILY_NAMES:
@@ -60,11 +62,13 @@ def scale_command(family, max_latency_ms, latency_model, max_macs, max_params, m
         raise CliError("--limit applies to --proxy-epochs")
     quiet_tensorflow()
     with stdout_to_stderr(as_json):
-        from edgekit.scale import Budget, ProxyRecipe, ScaleOptions, scale
+        from edgekit.scale import Budget, ProxyRecipe, ScaleOptions, get_family, scale
 
         (name, limit_value), = given.items()
         budget = run_checked(Budget, dict(BUDGETS)[name], float(limit_value))
         proxy = None if proxy_epochs is None else run_checked(ProxyRecipe, proxy_epochs, limit=limit)
+        if base_resolution is not None:
+            family = run_checked(get_family(family).at_resolution, base_resolution)
         options = run_checked(ScaleOptions, family, budget, rule=rule, precision=precision, fmt=fmt,
                               target=target.name, threads=threads, measure=measure, num_classes=classes,
                               latency_model=latency_model, data=data, proxy=proxy,

@@ -17,6 +17,9 @@
   ``depth_multiplier`` is the depthwise channel multiplier and v2's ``expansion`` the bottleneck
   expansion, neither a depth, so they stay at 1 and 6.
 
+``Family.at_resolution(base)`` (``edgekit scale --base-resolution``) moves the base resolution
+for small images: the same rules, anchored at e.g. 32 px instead of 224.
+
 The ``width`` and ``resolution`` rules scale one knob only. For EfficientNet they spend the
 same MACs factor 2^phi as the compound rule on that knob (width 2^(phi/2), since MACs grow
 with its square; resolution likewise), so that the three rules can be compared at equal
@@ -26,7 +29,7 @@ MACs; for MobileNet they are the alpha row at 224 and the resolution column at a
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from edgekit.latency.sampling import Config
@@ -62,6 +65,20 @@ class Family:
     @property
     def compound(self) -> bool:
         return not self.alphas
+
+    def at_resolution(self, base: int) -> Family:
+        """This family scaled from ``base`` pixels instead of its base resolution, for images far
+        smaller than ImageNet's (e.g. 32 for 28-32 px images): compound phis multiply ``base``;
+        MobileNet's resolution column is scaled by base / base_resolution (multiples of 8, at
+        least :data:`MIN_RESOLUTION`). ValueError for a base under MIN_RESOLUTION."""
+        if isinstance(base, bool) or not isinstance(base, int) or base < MIN_RESOLUTION:
+            raise ValueError(f"--base-resolution got {base!r}; expected an integer >= {MIN_RESOLUTION} "
+                             "(the zoo's smallest input)")
+        if base == self.base_resolution:
+            return self
+        ratio = base / self.base_resolution
+        sizes = tuple(sorted({round_resolution(r * ratio) for r in self.resolutions}))
+        return replace(self, base_resolution=base, resolutions=sizes)
 
     def configs(self, rule: Rule) -> list[Config]:
         rule = parse_rule(rule)

@@ -116,7 +116,9 @@ class ScaleResult:
     def to_dict(self) -> dict:
         o = self.options
         chosen = {k: v for k, v in self.chosen.to_dict(o.data).items() if k not in ("under_budget", "notes")}
-        return {"schema": SCHEMA, "family": get_family(o.family).name, "rule": o.rule.value, "budget": o.budget.to_dict(),
+        family = get_family(o.family)
+        return {"schema": SCHEMA, "family": family.name, "base_resolution": family.base_resolution,
+                "rule": o.rule.value, "budget": o.budget.to_dict(),
                 "precision": o.precision, "format": o.fmt, "target": get_device(o.target).name,
                 "threads": o.threads, "chosen": chosen,
                 "candidates": [c.to_dict(o.data) for c in self.candidates],
