@@ -35,7 +35,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from edgekit.latency import Config, fit  # noqa: E402
 from edgekit.latency.fit import fit_samples  # noqa: E402
-from edgekit.latency.measure import REFERENCE, Timing, export_config, normalize, time_with_reference  # noqa: E402
+from edgekit.latency.measure import ReferenceTimer, export_config, normalize  # noqa: E402
 from edgekit.latency.model import LatencyModel, rmspe, within  # noqa: E402
 from edgekit.tempfiles import atomic_write_text  # noqa: E402
 
@@ -57,12 +57,13 @@ def measure(configs: list[Config], fmt: str, precision: str, threads: int, min_t
     speed during the fit (``baseline_ms``), as the fit's own samples are."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="edgekit-latency-bench-") as tmp:
-        reference = export_config(REFERENCE, [fmt], [precision], Path(tmp) / "reference")[(fmt, precision)]
+        timer = ReferenceTimer([fmt], [precision], Path(tmp), threads=threads, min_time_s=min_time)
         for config in configs:
             path = export_config(config, [fmt], [precision], Path(tmp))[(fmt, precision)]
-            ms, reference_ms = time_with_reference(path, reference, threads, min_time)
+            timing = timer.time(config, path, (fmt, precision))
             path.unlink()
-            (_, normalized), = normalize([Timing(config, ms, reference_ms)], baseline_ms)[0]
+            ms, reference_ms = timing.ms, timing.reference_ms
+            (_, normalized), = normalize([timing], baseline_ms)[0]
             rows.append({**config.to_dict(), "family": config.family, "measured_ms": normalized, "raw_ms": ms,
                          "reference_ms": reference_ms})
             print(f"held out {config.key}: {ms:.3f} ms, reference {reference_ms:.3f} ms: {normalized:.3f} ms at the "
@@ -90,7 +91,8 @@ def report(rows: list[dict], model_doc: dict, args) -> tuple[str, dict]:
              f"{args.fit_minutes:.1f} min (budget {args.minutes:g}) on {summary['fit_configurations']} configurations (fit RMSPE "
              f"{summary['fit_rmspe']}%); {len(rows)} held-out configurations: "
              f"**{100 * summary['within_10pct']:.0f}% within +-10%, RMSPE {summary['rmspe']:.1f}%**. "
-             f"Channel tiles: {model_doc['predictors'][key].get('channel_tiles') or 'none'}.", "", *_reference_line(model_doc, key, rows),
+             f"Channel tiles: {model_doc['predictors'][key].get('channel_tiles') or 'none'}; channel alignments: "
+             f"{model_doc['predictors'][key].get('channel_aligns') or 'none'}.", "", *_reference_line(model_doc, key, rows),
              "| family | n | within +-10% | RMSPE % |", "|---|---|---|---|"]
     lines += [f"| {f} | {v['n']} | {100 * v['within_10pct']:.0f}% | {v['rmspe']:.1f} |" for f, v in families.items()]
     lines += ["", "| configuration | measured ms | predicted ms | error % |", "|---|---|---|---|"]

@@ -155,6 +155,60 @@ def test_fit_picks_the_channel_tile_the_device_shows():
     assert fit_kernels(nets[:6], measured[:6]).channel_tiles == {}  # too few to cross-validate
 
 
+def _unaligned_networks(align: int, n: int, seed: int):
+    """Random networks whose depthwise kernels cost 4x per MAC when their channels are not a
+    multiple of ``align`` (a fast path for aligned channels only)."""
+    rng = np.random.default_rng(seed)
+    nets, measured = [], []
+    for _ in range(n):
+        c, d, pos = int(rng.integers(8, 200)), int(rng.integers(8, 400)), int(rng.integers(100, 5000))
+        dw = Kernel("dwconv3_s1", 9 * c * pos, 2 * c * pos, 9 * c, "dw", c)
+        pw = Kernel("pwconv", c * d * pos, (c + d) * pos, c * d, "pw", d)  # its channels unrelated to c
+        nets.append([dw, pw])
+        measured.append(0.01 + (1e-7 if dw.aligned(align) else 4e-7) * dw.macs + 2e-8 * pw.macs)
+    return nets, measured
+
+
+def test_fit_finds_a_fast_path_for_aligned_channels():
+    """A device whose depthwise kernels are 4x slower off multiples of 8: the fit splits them off
+    (alignment 8, types dwconv3_s1 and dwconv3_s1_unaligned) and predicts unseen networks within
+    1%; a model file keeps the alignment; a device without the cliff gets no split."""
+    from edgekit.latency.model import Predictor, fit_kernels
+
+    nets, measured = _unaligned_networks(8, 60, seed=0)
+    predictor = fit_kernels(nets, measured)
+    assert predictor.channel_aligns == {"dwconv": 8}
+    assert {"dwconv3_s1", "dwconv3_s1_unaligned"} <= set(predictor.coefficients)
+    new, truth = _unaligned_networks(8, 20, seed=1)
+    predicted = [predictor.predict(predictor.features(k)).latency_ms for k in new]
+    assert max(abs(p - t) / t for p, t in zip(predicted, truth)) < 0.01
+    assert Predictor.from_dict(predictor.to_dict()).channel_aligns == {"dwconv": 8}
+    assert fit_kernels(*_unaligned_networks(1, 60, seed=2)).channel_aligns == {}
+
+
+def test_an_unaligned_kernel_type_a_fit_never_saw_is_predicted_as_its_aligned_type():
+    from edgekit.latency.kernels import family
+
+    assert family("dwconv3_s1_unaligned") == "dwconv" and family("pwconv_unaligned") == "pwconv"
+    nets, measured = _unaligned_networks(1, 30, seed=3)
+    from edgekit.latency.model import fit_predictor
+
+    predictor = fit_predictor([FeatureTable.of(k) for k in nets], measured)
+    table = FeatureTable.of(nets[0], aligns={"dwconv": 1000})
+    prediction = predictor.predict(table)
+    assert prediction.substituted == {"dwconv3_s1_unaligned": "dwconv3_s1"}
+
+
+def test_cross_validation_skips_a_sample_with_a_kernel_type_no_other_has():
+    """A kernel type only one network has cannot be predicted from the other folds: that sample
+    is left out of the score, not scored as a prediction of 0 ms (100% off)."""
+    from edgekit.latency.model import _cv_rmspe
+
+    nets, measured = _tiled_networks(32, 40, seed=0)
+    nets[0] = [*nets[0], Kernel("resize_bilinear", 0, 1000, 0, "resize")]
+    assert _cv_rmspe(nets, measured, {"dwconv": 32}, {}, folds=5) < 1.0
+
+
 def test_normalize_puts_timings_at_the_reference_median_speed():
     """A device twice as slow for half the fit: the ratio to the reference timed beside each
     file is what is kept, at the reference's median speed."""

@@ -22,7 +22,7 @@ from edgekit import __version__
 from edgekit.messages import first_line, stderr
 
 from .from_config import config_kernels
-from .measure import REFERENCE, Measurement, Timing, export_config, normalize, time_file, time_with_reference
+from .measure import ReferenceTimer, Timing, export_config, normalize
 from .model import FORMATS, PRECISIONS, LatencyModel, Predictor, fit_kernels, predictor_key, rmspe, within
 from .sampling import GRIDS, Config, sample
 
@@ -58,15 +58,10 @@ def fit(formats=("tflite",), precisions=("int8",), threads: int = 1, minutes: fl
     if max_configs is not None:
         order = order[:max_configs]
     measured: dict[str, list[Timing]] = {predictor_key(f, p): [] for f, p in pairs}
-    versions: dict[str, str | None] = {}
     deadline = time.monotonic() + 60 * minutes
     with tempfile.TemporaryDirectory(prefix="edgekit-latency-fit-") as tmp:
-        references = export_config(REFERENCE, formats, precisions, Path(tmp) / "reference", target)
-        first: Measurement | None = None
-        for path in references.values():  # the device's description and runtime versions
-            m = time_file(path, threads, min_time_s, remote)
-            first = first or m
-            versions[m.runtime] = m.runtime_version
+        timer = ReferenceTimer(formats, precisions, Path(tmp), target, threads, min_time_s, remote)
+        first, versions = timer.describe_device()
         for i, config in enumerate(order):
             if time.monotonic() > deadline and min(len(v) for v in measured.values()) >= MIN_CONFIGS:
                 log(f"latency fit: time budget of {minutes:g} min spent after {i} configuration(s)")
@@ -77,13 +72,13 @@ def fit(formats=("tflite",), precisions=("int8",), threads: int = 1, minutes: fl
                 log(f"latency fit: skipped {config.key}: export failed: {first_line(exc)}")
                 continue
             for pair, path in paths.items():
-                ms, reference_ms = time_with_reference(path, references[pair], threads, min_time_s, remote)
+                timing = timer.time(config, path, pair)
                 path.unlink(missing_ok=True)
-                measured[predictor_key(*pair)].append(Timing(config, ms, reference_ms))
-                log(f"latency fit: [{i + 1}/{len(order)}] {config.key} {'/'.join(pair)}: {ms:.3f} ms "
-                    f"(reference {reference_ms:.3f} ms)")
+                measured[predictor_key(*pair)].append(timing)
+                log(f"latency fit: [{i + 1}/{len(order)}] {config.key} {'/'.join(pair)}: {timing.ms:.3f} ms "
+                    f"(reference {timing.reference_ms:.3f} ms)")
     counts = {k: len(v) for k, v in measured.items()}
-    if first is None or min(counts.values()) < MIN_CONFIGS:
+    if min(counts.values()) < MIN_CONFIGS:
         raise ValueError(f"only {min(counts.values()) if counts else 0} configuration(s) could be exported and "
                          f"measured; a fit needs at least {MIN_CONFIGS} (see the messages above)")
     predictors = {key: fit_timings(timings, key.split("/")[1], exclude, log) for key, timings in measured.items()}

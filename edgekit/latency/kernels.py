@@ -33,6 +33,14 @@ instruction set and the data type), so a layer of 44 channels can cost what one 
 ``FeatureTable.of(kernels, tiles)`` counts a family's MACs with the channels rounded up to its
 tile; the fit picks each family's tile from :data:`CHANNEL_TILES` by cross-validation on the
 device's own measurements (1: no rounding), so nothing here assumes one CPU's vector width.
+
+Channel alignment: some kernels have a fast path only for channel counts that are a multiple of
+a vector width and fall back to a generic loop otherwise, a cliff rather than a rounding
+(onnxruntime's fp32 depthwise convolution on x86 ran 22 channels at a quarter of the speed per
+MAC of 16, 24 or 28 channels). ``FeatureTable.of(kernels, tiles, aligns)`` sums the kernels of a
+family whose channels are not a multiple of its alignment under their own type, ``TYPE`` +
+``_unaligned`` (``dwconv3_s1_unaligned``), which the fit gives coefficients of their own; the
+alignment is picked from :data:`CHANNEL_ALIGNS` by the same cross-validation (1: no split).
 """
 
 from __future__ import annotations
@@ -46,6 +54,8 @@ MAC_FAMILIES = ("conv", "dwconv", "pwconv", "fc")
 # the few float/int32 tensors an int8 file keeps, a float head or biases, are not told apart).
 ELEMENT_BYTES = {"fp32": 4, "int8": 1}
 CHANNEL_TILES = (1, 8, 16, 32, 64)
+CHANNEL_ALIGNS = (1, 4, 8, 16)
+UNALIGNED = "_unaligned"  # the suffix of a kernel type whose channels miss the family's alignment
 
 
 def conv_type(kernel: int, stride: int, depthwise: bool, out_positions: int) -> str:
@@ -58,7 +68,9 @@ def conv_type(kernel: int, stride: int, depthwise: bool, out_positions: int) -> 
 
 
 def family(kernel_type: str) -> str:
-    """``dwconv3_s2`` -> ``dwconv``; the other types are their own family."""
+    """``dwconv3_s2`` -> ``dwconv``, ``pwconv_unaligned`` -> ``pwconv``; the other types are
+    their own family."""
+    kernel_type = kernel_type.removesuffix(UNALIGNED)
     for name in ("dwconv", "conv"):
         if kernel_type.startswith(name) and kernel_type != "pwconv":
             return name
@@ -84,6 +96,10 @@ class Kernel:
             return self.macs
         return self.macs * (-(-self.channels // tile) * tile) // self.channels
 
+    def aligned(self, align: int) -> bool:
+        """Whether the channels are a multiple of ``align`` (unknown channels count as aligned)."""
+        return align <= 1 or self.channels <= 0 or self.channels % align == 0
+
 
 @dataclass
 class TypeFeatures:
@@ -105,14 +121,17 @@ class FeatureTable(dict):
     """kernel type -> :class:`TypeFeatures`, summed over a network's kernels."""
 
     @classmethod
-    def of(cls, kernels: list[Kernel], tiles: dict[str, int] | None = None) -> "FeatureTable":
-        """The sums per type; ``tiles`` {family: channel tile} rounds that family's channels up."""
-        tiles = tiles or {}
+    def of(cls, kernels: list[Kernel], tiles: dict[str, int] | None = None,
+           aligns: dict[str, int] | None = None) -> "FeatureTable":
+        """The sums per type; ``tiles`` {family: channel tile} rounds that family's channels up;
+        ``aligns`` {family: alignment} sums its unaligned kernels under ``TYPE_unaligned``."""
+        tiles, aligns = tiles or {}, aligns or {}
         sums: dict[str, TypeFeatures] = defaultdict(TypeFeatures)
         for k in kernels:
-            f = sums[k.type]
+            fam = family(k.type)
+            f = sums[k.type if k.aligned(aligns.get(fam, 1)) else k.type + UNALIGNED]
             f.count += 1
-            f.macs += k.tiled_macs(tiles.get(family(k.type), 1))
+            f.macs += k.tiled_macs(tiles.get(fam, 1))
             f.act_bytes += k.act_bytes
             f.weight_bytes += k.weight_bytes
         return cls(sorted(sums.items()))

@@ -152,6 +152,29 @@ def time_with_reference(path: Path, reference: Path, threads: int, min_time_s: f
     return timed.stats["model"].p50, timed.stats["reference"].p50
 
 
+class ReferenceTimer:
+    """Times exported files beside :data:`REFERENCE`, which it exports once per (format,
+    precision) into ``folder``/reference: the one timing protocol of the fit and of anything
+    measured against a fit (held-out checks)."""
+
+    def __init__(self, formats: Sequence[str], precisions: Sequence[str], folder: Path, target: str = "host",
+                 threads: int = 1, min_time_s: float = 1.0, remote: str | None = None):
+        self.paths = export_config(REFERENCE, formats, precisions, Path(folder) / "reference", target)
+        self.threads, self.min_time_s, self.remote = threads, min_time_s, remote
+
+    def describe_device(self) -> tuple[Measurement, dict[str, str | None]]:
+        """A short profile of each reference file: the measuring device's description, and the
+        runtimes' versions ({runtime: version})."""
+        measurements = [time_file(path, self.threads, min(self.min_time_s, 0.25), self.remote, warmup=1)
+                        for path in self.paths.values()]
+        return measurements[0], {m.runtime: m.runtime_version for m in measurements}
+
+    def time(self, config: Config, path: Path, pair: tuple[str, str]) -> Timing:
+        """``path`` (``config`` exported as ``pair`` = (format, precision)) and the reference, timed together."""
+        ms, reference_ms = time_with_reference(path, self.paths[pair], self.threads, self.min_time_s, self.remote)
+        return Timing(config, ms, reference_ms)
+
+
 def normalize(timings: list[Timing], baseline_ms: float | None = None) -> tuple[list[tuple[Config, float]], dict]:
     """Each timing at the reference's ``baseline_ms`` (default: the median of its timings here):
     [(config, ms * baseline / reference_ms)], and the record of the reference."""

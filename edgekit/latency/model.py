@@ -9,7 +9,9 @@ JSON schema ``edgekit.latency/1``:
 - ``predictors``: {"FORMAT/PRECISION": {``coefficients``: {kernel type: {``macs`` (ms per MAC),
   ``bytes`` (ms per byte), ``count`` (ms per kernel)}}, ``constant_ms``, ``channel_tiles``
   ({MAC family: tile}: its MACs are counted with the channels rounded up to the tile, see
-  :mod:`.kernels`; absent in files written before it: no rounding), ``fit_rmspe`` (percent),
+  :mod:`.kernels`; absent in files written before it: no rounding), ``channel_aligns``
+  ({MAC family: alignment}: its kernels with channels not a multiple of it are types of their
+  own, ``TYPE_unaligned``; absent in older files: none), ``fit_rmspe`` (percent),
   ``within_10pct`` (share of the samples), ``reference`` ({``config``, ``baseline_ms``, ``min_ms``,
   ``max_ms``}: the model timed beside every sample, see :mod:`.measure`; null in files written
   before it), ``samples``: [{``config``, ``arch``, ``overrides``, ``input_size``, ``measured_ms``
@@ -32,13 +34,14 @@ import numpy as np
 from edgekit.devices import HOST, get_device, resolve_host
 from edgekit.tempfiles import atomic_write_text
 
-from .kernels import CHANNEL_TILES, ELEMENT_BYTES, MAC_FAMILIES, FeatureTable, Kernel, family
+from .kernels import CHANNEL_ALIGNS, CHANNEL_TILES, ELEMENT_BYTES, MAC_FAMILIES, FeatureTable, Kernel, family
 
 SCHEMA = "edgekit.latency/1"
 FEATURES = ("macs", "bytes", "count")
 FORMATS = ("tflite", "onnx")
 PRECISIONS = tuple(ELEMENT_BYTES)
 MAX_PASSES = 3  # coordinate-descent passes of the channel-tile search
+MIN_GAIN = 0.01  # a tile or alignment must lower the cross-validated RMSPE by 1% of it to be taken
 
 
 def predictor_key(fmt: str, precision: str) -> str:
@@ -70,10 +73,11 @@ class Predictor:
     excluded: list[str] = field(default_factory=list)
     channel_tiles: dict[str, int] = field(default_factory=dict)
     reference: dict | None = None
+    channel_aligns: dict[str, int] = field(default_factory=dict)
 
     def features(self, kernels: list[Kernel]) -> FeatureTable:
-        """``kernels`` summed per type as this predictor was fitted (its channel tiles)."""
-        return FeatureTable.of(kernels, self.channel_tiles)
+        """``kernels`` summed per type as this predictor was fitted (its channel tiles and alignments)."""
+        return FeatureTable.of(kernels, self.channel_tiles, self.channel_aligns)
 
     def _coef(self, kernel_type: str) -> tuple[dict[str, float], str | None]:
         if kernel_type in self.coefficients:
@@ -98,7 +102,8 @@ class Predictor:
 
     def to_dict(self) -> dict:
         return {"coefficients": self.coefficients, "constant_ms": self.constant_ms,
-                "channel_tiles": self.channel_tiles, "reference": self.reference, "fit_rmspe": self.fit_rmspe,
+                "channel_tiles": self.channel_tiles, "channel_aligns": self.channel_aligns,
+                "reference": self.reference, "fit_rmspe": self.fit_rmspe,
                 "within_10pct": self.within_10pct, "samples": self.samples, "excluded": self.excluded}
 
     @classmethod
@@ -106,14 +111,21 @@ class Predictor:
         coefficients = {str(t): {k: float(c[k]) for k in FEATURES} for t, c in doc["coefficients"].items()}
         if any(v < 0 or not math.isfinite(v) for c in coefficients.values() for v in c.values()):
             raise ValueError("coefficients must be finite and non-negative")
-        tiles = {str(f): int(t) for f, t in dict(doc.get("channel_tiles") or {}).items()}
-        if any(f not in MAC_FAMILIES or t < 1 for f, t in tiles.items()):
-            raise ValueError(f"channel_tiles got {tiles}; expected {{family: tile >= 1}} for {', '.join(MAC_FAMILIES)}")
+        tiles = _per_family(doc, "channel_tiles")
+        aligns = _per_family(doc, "channel_aligns")
         reference = doc.get("reference")
         if reference is not None and not (isinstance(reference, dict) and float(reference["baseline_ms"]) > 0):
             raise ValueError(f"reference got {reference!r}; expected null or a record with baseline_ms > 0")
         return cls(coefficients, float(doc["constant_ms"]), doc.get("fit_rmspe"), doc.get("within_10pct"),
-                   list(doc.get("samples", [])), list(doc.get("excluded", [])), tiles, reference)
+                   list(doc.get("samples", [])), list(doc.get("excluded", [])), tiles, reference, aligns)
+
+
+def _per_family(doc: dict, key: str) -> dict[str, int]:
+    """``doc[key]`` as {MAC family: int >= 1} ({} when absent); ValueError otherwise."""
+    values = {str(f): int(t) for f, t in dict(doc.get(key) or {}).items()}
+    if any(f not in MAC_FAMILIES or t < 1 for f, t in values.items()):
+        raise ValueError(f"{key} got {values}; expected {{family: integer >= 1}} for {', '.join(MAC_FAMILIES)}")
+    return values
 
 
 def design_row(features: FeatureTable, types: list[str]) -> list[float]:
@@ -136,25 +148,35 @@ def fit_predictor(tables: list[FeatureTable], measured_ms: list[float], ridge: f
 
 
 def fit_kernels(kernel_lists: list[list[Kernel]], measured_ms: list[float], folds: int = 5,
-                tiles: tuple[int, ...] = CHANNEL_TILES) -> Predictor:
-    """:func:`fit_predictor` with each MAC family's channel tile chosen by ``folds``-fold
-    cross-validation: coordinate descent over the families (largest MAC share first), each
-    taking the tile whose held-out predictions have the lowest RMSPE given the others, repeated
-    until no family changes (at most ``MAX_PASSES`` passes). Under 2 * ``folds`` samples there
-    is too little to validate on: no rounding."""
-    chosen = dict.fromkeys(_mac_families(kernel_lists), 1)
+                tiles: tuple[int, ...] = CHANNEL_TILES, aligns: tuple[int, ...] = CHANNEL_ALIGNS) -> Predictor:
+    """:func:`fit_predictor` with each MAC family's channel tile and alignment (see
+    :mod:`.kernels`) chosen by ``folds``-fold cross-validation: coordinate descent over the
+    families (largest MAC share first), each taking the (tile, alignment) whose held-out
+    predictions have the lowest RMSPE given the others, when that is lower than its current
+    choice's by more than ``MIN_GAIN`` of it (no split or rounding without a gain), repeated until no
+    family changes (at most ``MAX_PASSES`` passes). Under 2 * ``folds`` samples there is too
+    little to validate on: no rounding, no split."""
+    chosen = dict.fromkeys(_mac_families(kernel_lists), (1, 1))
+    options = [(t, a) for t in tiles for a in aligns]
     if len(kernel_lists) >= 2 * folds:
         for _ in range(MAX_PASSES):
             before = dict(chosen)
             for fam in chosen:
-                scores = {t: _cv_rmspe(kernel_lists, measured_ms, {**chosen, fam: t}, folds) for t in tiles}
-                chosen[fam] = min(scores, key=lambda t: (scores[t], t))
+                scores = {o: _cv_rmspe(kernel_lists, measured_ms, *_split({**chosen, fam: o}), folds) for o in options}
+                best = min(scores, key=lambda o: (scores[o], o))
+                if scores[best] < (1 - MIN_GAIN) * scores[chosen[fam]]:
+                    chosen[fam] = best
             if chosen == before:
                 break
-    chosen = {fam: t for fam, t in chosen.items() if t > 1}
-    predictor = fit_predictor([FeatureTable.of(k, chosen) for k in kernel_lists], measured_ms)
-    predictor.channel_tiles = chosen
+    tile_of, align_of = _split(chosen)
+    predictor = fit_predictor([FeatureTable.of(k, tile_of, align_of) for k in kernel_lists], measured_ms)
+    predictor.channel_tiles, predictor.channel_aligns = tile_of, align_of
     return predictor
+
+
+def _split(chosen: dict[str, tuple[int, int]]) -> tuple[dict[str, int], dict[str, int]]:
+    """{family: (tile, alignment)} -> ({family: tile > 1}, {family: alignment > 1})."""
+    return ({f: t for f, (t, _) in chosen.items() if t > 1}, {f: a for f, (_, a) in chosen.items() if a > 1})
 
 
 def _mac_families(kernel_lists: list[list[Kernel]]) -> list[str]:
@@ -167,10 +189,11 @@ def _mac_families(kernel_lists: list[list[Kernel]]) -> list[str]:
     return sorted(shares, key=shares.get, reverse=True)
 
 
-def _cv_rmspe(kernel_lists: list[list[Kernel]], measured_ms: list[float], tiles: dict[str, int], folds: int) -> float:
-    tables = [FeatureTable.of(k, tiles) for k in kernel_lists]
+def _cv_rmspe(kernel_lists: list[list[Kernel]], measured_ms: list[float], tiles: dict[str, int],
+              aligns: dict[str, int], folds: int) -> float:
+    tables = [FeatureTable.of(k, tiles, aligns) for k in kernel_lists]
     order = np.random.default_rng(0).permutation(len(tables))
-    predicted = np.zeros(len(tables))
+    predicted = np.full(len(tables), np.nan)
     for f in range(folds):
         test = set(order[f::folds].tolist())
         fit = [i for i in range(len(tables)) if i not in test]
@@ -178,9 +201,12 @@ def _cv_rmspe(kernel_lists: list[list[Kernel]], measured_ms: list[float], tiles:
         for i in test:
             try:
                 predicted[i] = predictor.predict(tables[i]).latency_ms
-            except ValueError:  # a kernel type only the held-out fold has
-                predicted[i] = 0.0
-    return rmspe(predicted, measured_ms)
+            except ValueError:  # a kernel family only the held-out fold has: not scored (the
+                pass  # same samples for every tile and alignment, which keep families as they are)
+    scored = np.isfinite(predicted)
+    if not scored.any():
+        return float("inf")
+    return rmspe(predicted[scored], np.asarray(measured_ms, dtype=np.float64)[scored])
 
 
 def rmspe(predicted, measured) -> float:

@@ -64,6 +64,11 @@ def _b(b: int) -> int:
 def zoo_grid() -> list[Config]:
     """Every configuration a default fit may draw from."""
     grid = [Config.of("mobilenet_v1", {"alpha": a}, r) for a in (0.25, 0.5, 0.75, 1.0) for r in (128, 160, 192, 224)]
+    # MobileNet v1 does not round its channels (alpha 0.3: 9, 19, 38, 76, 153, 307): widths off
+    # the keras grid give the fit channel counts that are no multiple of 4 or 8, where some
+    # runtimes leave their fast path (kernels.py, channel alignment).
+    grid += [Config.of("mobilenet_v1", {"alpha": a}, r) for a, r in ((0.3, 160), (0.3, 224), (0.4, 128), (0.4, 192),
+                                                                    (0.65, 128), (0.65, 192), (0.8, 160), (0.8, 224))]
     grid += [Config.of("mobilenet_v2", {"alpha": a}, r) for a in (0.35, 0.5, 0.75, 1.0, 1.3)
              for r in (96, 128, 160, 192, 224)]
     grid += [Config.of(f"efficientnet_lite{b}", None, _lite(b) + d) for b in range(5) for d in (-64, -32, 0)]
