@@ -320,6 +320,23 @@ def _other_device(path, tmp_path):
     return other
 
 
+def test_a_refused_zoo_prediction_is_one_line_in_a_fresh_process(fitted):
+    """As a user's shell sees it: TensorFlow's start-up chatter (absl, oneDNN) must not come before
+    the error when predicting a zoo name, which imports Keras."""
+    import subprocess
+    import sys
+
+    import os
+
+    out, _ = fitted
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # conftest quiets its own process
+    proc = subprocess.run([sys.executable, "-m", "edgekit.cli", "latency", "predict", str(out), "mobilenet_v2",
+                           "--precision", "int8", "--json"], capture_output=True, text=True, timeout=300, env=env)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert len(lines) == 1 and lines[0].startswith("edgekit: error: ") and "tflite/int8" in lines[0], proc.stderr
+
+
 def test_bad_inputs_exit_2_with_one_line(fitted, tmp_path):
     out, _ = fitted
     other = _other_device(out, tmp_path)

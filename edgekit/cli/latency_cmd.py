@@ -94,7 +94,8 @@ def predict_command(latency_model: Path, model: str, fmt, precision, alpha, widt
 
             precision = run_checked(file_precision, Path(model)) if Path(model).is_file() else "fp32"
     else:
-        from edgekit.models.registry import get_spec  # the zoo's names, without building anything
+        quiet_tensorflow()  # importing the zoo's registry imports Keras: its start-up chatter stays off stderr
+        from edgekit.models.registry import get_spec
 
         run_checked(get_spec, model)
         fmt, precision = fmt or "tflite", precision or "int8"
