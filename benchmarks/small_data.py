@@ -60,7 +60,8 @@ RECIPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "lenet5 auto": ("lenet5", ("lenet5",)),
     "mnv2 100ep crop": ("tuned", (*MNV2, "--epochs", "100", "--augment", "crop")),
     "mnv2 100ep crop,scale": ("tuned", (*MNV2, "--epochs", "100")),
-    "mnv2 auto ls0.1": ("tuned", (*MNV2, "--label-smoothing", "0.1")),
+    "mnv2 auto ls0.1": ("tuned", (*MNV2, "--label-smoothing", "0.1")),  # digits: run at batch 128
+    "mnv2 ls0.1": ("tuned", (*MNV2, "--label-smoothing", "0.1")),  # the same under --batch-size auto
     "mnv2 auto dropout0.2": ("tuned", (*MNV2, "--dropout", "0.2")),
     "mnv2 auto wd0.1": ("tuned", (*MNV2, "--weight-decay", "0.1")),
     "mnv2 auto batch64": ("tuned", (*MNV2, "--batch-size", "64")),
