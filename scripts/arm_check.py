@@ -725,10 +725,10 @@ def check_target(target: str, files: list[dict], reports: dict) -> list[Comparis
             rows.append(Comparison(check, f"made for {expected.name}", "fail",
                                    f"the file's metadata says target {made_for!r}"))
             continue
-        problems = []
+        problems, flavour = [], ""
         if f["format"] == "onnx" and f["precision"] == "int8":
-            found = onnx_int8_flavour(Path(f["path"]))
-            want = expected.onnx_int8
+            found, want = onnx_int8_flavour(Path(f["path"])), expected.onnx_int8
+            flavour = f", {want.quant_format.value} {want.activation_type.value}"
             if found["quant_format"] != want.quant_format.value or found["activation_type"] != want.activation_type.value:
                 problems.append(f"graph is {found['quant_format']} with {found['activation_type']} activations "
                                 f"{found['qlinear_ops'] or ''}; target {expected.name} wants "
@@ -736,9 +736,6 @@ def check_target(target: str, files: list[dict], reports: dict) -> list[Comparis
         arm = ((reports.get(f["format"]) or {}).get("arm") or {}).get("models", {}).get(Path(f["path"]).name, {})
         if arm.get("target_mismatch"):
             problems.append(f"arm runtime: {arm['target_mismatch']}")
-        flavour = ""
-        if f["format"] == "onnx" and f["precision"] == "int8":
-            flavour = f", {expected.onnx_int8.quant_format.value} {expected.onnx_int8.activation_type.value}"
         rows.append(Comparison(check, f"made for {expected.name}{flavour}", "fail" if problems else "pass",
                                "; ".join(problems)))
     return rows
@@ -807,7 +804,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
     args.target = args.target or CPUS[args.cpu].target
     try:
-        args.target = get_device(args.target).name if args.target != "host" else "host"
+        get_device(args.target)
     except ValueError as exc:
         p.error(f"--target: {exc}")
     return args

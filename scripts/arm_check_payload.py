@@ -62,20 +62,16 @@ def where() -> dict:
     }
 
 
-def _host_target() -> str | None:
-    try:
-        from edgekit.devices import resolve_host
-    except ImportError:  # an edgekit from before device targets
-        return None
+def _host_target() -> str:
+    from edgekit.devices import resolve_host
+
     return resolve_host().name
 
 
 def _target_mismatch(model) -> str | None:
     """Why the runtime here would say the file was made for another device, or None."""
-    try:
-        from edgekit.devices import mismatch, resolve_host
-    except ImportError:
-        return None
+    from edgekit.devices import mismatch, resolve_host
+
     return mismatch(model.metadata.target if model.metadata else None, resolve_host())
 
 
