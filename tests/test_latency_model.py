@@ -273,7 +273,7 @@ def test_tiny_fit_writes_valid_model(fitted):
         ref = predictor.reference
         assert 0 < ref["min_ms"] <= ref["baseline_ms"] <= ref["max_ms"]
         for s in predictor.samples:  # what was fitted: the raw median at the reference's median speed
-            assert s["measured_ms"] == pytest.approx(s["raw_ms"] * ref["baseline_ms"] / s["reference_ms"], rel=1e-3)
+            assert s["measured_ms"] == pytest.approx(s["raw_ms"] * ref["baseline_ms"] / s["reference_ms"], rel=1e-3, abs=2e-4)  # each rounded to 4 decimals
         assert all(v >= 0 for c in predictor.coefficients.values() for v in c.values())
     model.check("host", "tflite", "fp32")
 
