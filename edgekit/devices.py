@@ -243,6 +243,17 @@ def resolve_host(machine: str | None = None, flags: set[str] | None = None,
                    tflite=replace(row.tflite, threads=threads))
 
 
+def qdq_int8_fused(arch: str) -> bool:
+    """Whether onnxruntime built for ``arch`` fuses QDQ groups with int8 activations into its
+    int8 kernels (QLinearConv, QLinearAdd): ARM builds do (``QDQIsInt8Allowed`` in its
+    qdq_selector_action_transformer.h); x86 builds first turn an int8 Q/DQ pair into uint8 only
+    where the quantized tensor has one consumer, and run every Conv or Add that touches a tensor
+    with several (a residual branch) in float between DequantizeLinear and QuantizeLinear. The
+    session option ``session.qdqisint8allowed`` sets it either way, which is how a file made for
+    one arch is run, and validated, elsewhere with its target's arithmetic."""
+    return arch in ARM64_MACHINES
+
+
 def mismatch(made_for: str | None, measuring: DeviceTarget) -> str | None:
     """Why a file made for the target named ``made_for`` is not measured on it, or None when it
     is (the same target, or a generic one of the measuring machine's arch, or none recorded)."""

@@ -89,7 +89,8 @@ def run_model(path: Path, images: list[Path], arrays: dict) -> dict:
     arrays[f"{path.name}:input"] = batch
     arrays[f"{path.name}:output"] = output
     return {"backend": model.backend, "shape": list(output.shape), "seconds": round(time.perf_counter() - start, 3),
-            "target": model.metadata.target if model.metadata else None, "target_mismatch": _target_mismatch(model)}
+            "target": model.metadata.target if model.metadata else None, "target_mismatch": _target_mismatch(model),
+            "qdq_int8_allowed": model.settings.qdq_int8_allowed}
 
 
 def main(argv: list[str]) -> int:

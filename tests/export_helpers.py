@@ -24,6 +24,23 @@ def tiny_model(size: int = 28):
     return keras.Model(inp, keras.layers.Dense(10, activation="softmax", name="fc")(x))
 
 
+def tiny_residual_model(size: int = 28):
+    """``tiny_model`` with a residual block: the stem's output feeds both the block and its Add
+    (a quantized tensor with two consumers, as in MobileNetV2 and EfficientNet)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((size, size, 1))
+    stem = keras.layers.Conv2D(16, 3, strides=2, activation="relu", name="conv1")(inp)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", name="dw")(stem)
+    x = keras.layers.ReLU(6.0, name="relu6")(x)
+    x = keras.layers.Conv2D(16, 1, name="project")(x)
+    x = keras.layers.Add(name="add")([stem, x])
+    x = keras.layers.Conv2D(32, 1, activation="relu", name="pw")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inp, keras.layers.Dense(10, activation="softmax", name="fc")(x))
+
+
 def train_run(folder, model, spec, architecture: str, epochs: int):
     """Fit ``model`` on the shipped sample prepared by ``spec`` and save it in ``folder`` as
     ``edgekit train`` writes a run (model.keras + edgekit.json)."""

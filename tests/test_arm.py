@@ -170,6 +170,11 @@ def test_check_target_fails_a_file_made_for_another_target(tmp_path, monkeypatch
     [row] = arm_check.check_target("raspberry-pi-4", files, arm)
     assert row.status == "fail" and "'x86-vnni'" in row.reason
     made_for["name"] = "raspberry-pi-4"
+    arm["onnx"]["x86"] = {"models": {path.name: {"qdq_int8_allowed": False}}}  # x86 build's own fusion
+    [row] = arm_check.check_target("raspberry-pi-4", files, arm)
+    assert row.status == "fail" and "x86 runtime" in row.reason
+    arm["onnx"]["x86"]["models"][path.name]["qdq_int8_allowed"] = True
+    assert arm_check.check_target("raspberry-pi-4", files, arm)[0].status == "pass"
     arm["onnx"]["arm"]["models"][path.name]["target_mismatch"] = "made for target raspberry-pi-4 but ..."
     assert arm_check.check_target("raspberry-pi-4", files, arm)[0].status == "fail"
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 
@@ -21,6 +23,7 @@ from edgekit.devices import (
     get_device,
     list_devices,
     mismatch,
+    qdq_int8_fused,
     resolve_host,
 )
 
@@ -131,11 +134,12 @@ def test_unknown_target_is_one_line_exit_2(tmp_path, command):
 
 @pytest.fixture(scope="module")
 def pi4_export(tmp_path_factory):
-    """An untrained tiny model exported for raspberry-pi-4 (tflite and onnx int8) on this machine."""
-    from export_helpers import tiny_model
+    """An untrained tiny model with a residual block exported for raspberry-pi-4 (tflite and onnx
+    int8) on this machine."""
+    from export_helpers import tiny_residual_model
 
     folder = tmp_path_factory.mktemp("pi4")
-    tiny_model().save(folder / "tiny.keras")
+    tiny_residual_model().save(folder / "tiny.keras")
     p = _edgekit("export", folder / "tiny.keras", "--target", "raspberry-pi-4", "--format", "tflite,onnx",
                  "--quantize", "int8", "--calibration", SAMPLE, "--num-calibration", "20", "--num-validation", "20",
                  "--calibration-method", "minmax", "--max-accuracy-drop", "none", "--min-agreement", "none",
@@ -160,6 +164,42 @@ def test_export_for_raspberry_pi_4_writes_arm_qdq_int8(pi4_export):
     quantize = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
     assert quantize and not any(n.op_type == "QLinearConv" for n in model.graph.node)  # QDQ, not QOperator
     assert {zero_points[n.input[2]] for n in quantize} == {onnx.TensorProto.INT8}
+
+
+def _optimized_ops(path, settings, out) -> tuple[int, int, int]:
+    """(float Conv nodes fed by a DequantizeLinear, QLinearConv, QLinearAdd) in the graph that
+    onnxruntime runs for ``path`` under ``settings`` (written to ``out``)."""
+    import onnx
+
+    from edgekit.runtime import Model
+
+    Model(path, settings=replace(settings, save_optimized=str(out)))
+    graph = onnx.load(str(out)).graph
+    producer = {o: n.op_type for n in graph.node for o in n.output}
+    float_convs = sum(n.op_type == "Conv" and producer.get(n.input[0]) == "DequantizeLinear" for n in graph.node)
+    return float_convs, sum(n.op_type == "QLinearConv" for n in graph.node), \
+        sum(n.op_type == "QLinearAdd" for n in graph.node)
+
+
+def test_onnx_file_made_for_arm_runs_with_arms_int8_arithmetic(pi4_export, tmp_path):
+    """onnxruntime's ARM build fuses every QDQ Conv and Add into int8 kernels; its x86 build runs
+    those touching an int8 tensor with two consumers (the residual branch) in float, so an
+    EfficientNet-Lite0 file made for raspberry-pi-4 gave outputs 0.011 apart on x86 and on an
+    emulated Cortex-A72. The runtime runs a file made for ARM with ARM's fusion (one QDQ Add and
+    four Convs here), and a choice in the settings still wins."""
+    import onnx
+
+    from edgekit.runtime import EngineSettings, Model
+
+    path = next(f["path"] for f in pi4_export["files"] if f["format"] == "onnx")
+    graph = onnx.load(path).graph
+    producer = {o: n.op_type for n in graph.node for o in n.output}
+    convs = sum(n.op_type == "Conv" and producer.get(n.input[0]) == "DequantizeLinear" for n in graph.node)
+    assert convs == 4 and Model(path).settings.qdq_int8_allowed is True
+    assert _optimized_ops(path, EngineSettings(), tmp_path / "target.onnx") == (0, convs, 1)
+    if not qdq_int8_fused(platform.machine()):  # this build's own default: the branch stays float
+        float_convs, _, adds = _optimized_ops(path, EngineSettings(qdq_int8_allowed=False), tmp_path / "x86.onnx")
+        assert float_convs >= 2 and adds == 0
 
 
 def test_tflite_file_records_the_target(pi4_export):
@@ -190,3 +230,15 @@ def test_benchmark_records_the_target_and_the_mismatch(made_for):
     doc = benchmark_export(report, "data", log=lambda line: None).to_dict()
     assert doc["target"] == {"file": get_device(made_for).name, "measuring": resolve_host().name}
     assert (doc["target_mismatch"] is None) == (get_device(made_for).name == resolve_host().name)
+
+
+@pytest.mark.parametrize("fmt, arch, chosen, want", [
+    ("onnx", "aarch64", None, True), ("ort", "aarch64", None, True), ("onnx", "x86_64", None, False),
+    ("onnx", None, None, None), ("tflite", "aarch64", None, None), ("onnx", "aarch64", False, False),
+])
+def test_for_target_sets_onnxruntimes_int8_fusion_from_the_files_target(fmt, arch, chosen, want):
+    from edgekit.runtime import EngineSettings
+    from edgekit.runtime.engines import for_target
+
+    assert for_target(EngineSettings(threads=2, qdq_int8_allowed=chosen), fmt, arch) == \
+        EngineSettings(threads=2, qdq_int8_allowed=want)

@@ -511,7 +511,7 @@ def test_runs_without_tensorflow_or_keras(files):
 
 # edgekit's standard-library-only helper modules (issue 15, item 5), which the runtime may import:
 # each is checked below to import the standard library only.
-STDLIB_HELPERS = ("edgekit.messages", "edgekit.tempfiles")
+STDLIB_HELPERS = ("edgekit.messages", "edgekit.tempfiles", "edgekit.devices")
 
 
 def test_runtime_sources_import_only_numpy_stdlib_and_backends():

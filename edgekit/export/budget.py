@@ -181,12 +181,13 @@ def reference_score(ctx) -> tuple[str, float]:
 
 def file_score(ctx, data: bytes, suffix: str, layout: str = "NHWC") -> Score:
     """Percent accuracy (or top-1 agreement with Keras without labels) and top-1 agreement of a
-    model's bytes on the context's validation images."""
+    model's bytes on the context's validation images, computed as the export's target computes
+    them (its onnxruntime int8 fusion; the probe file records no target)."""
     from .validate import compare, run_file
 
     path = Path(ctx.workdir) / f"budget_probe{suffix}"
     path.write_bytes(data)
-    v = compare(run_file(path, ctx.validation, layout), ctx.validation, ctx.reference)
+    v = compare(run_file(path, ctx.validation, layout, ctx.options.target.arch), ctx.validation, ctx.reference)
     return Score(100 * (v.accuracy if v.accuracy is not None else v.agreement), 100 * v.agreement)
 
 

@@ -59,10 +59,15 @@ def keras_reference(model, data: ValidationData) -> Reference:
     return Reference(outputs, accuracy(outputs, data.labels))
 
 
-def run_file(path, data: ValidationData, layout: str = "NHWC") -> np.ndarray:
-    from edgekit.runtime import Model
+def run_file(path, data: ValidationData, layout: str = "NHWC", target_arch: str | None = None) -> np.ndarray:
+    """The file's outputs on ``data``, with the int8 arithmetic of a target of machine
+    ``target_arch`` (None: of the target the file records, if any; see
+    :func:`edgekit.runtime.engines.for_target`)."""
+    from edgekit.runtime import EngineSettings, Model
+    from edgekit.runtime.engines import for_target
+    from edgekit.runtime.files import model_format
 
-    model = Model(path)
+    model = Model(path, settings=for_target(EngineSettings(), model_format(path), target_arch))
     step = batch_size(data.inputs)
     x = data.inputs.transpose(0, 3, 1, 2) if layout == "NCHW" else data.inputs
     return np.concatenate([np.asarray(model.predict(np.ascontiguousarray(x[i:i + step])), dtype=np.float32)

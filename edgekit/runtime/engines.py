@@ -16,9 +16,11 @@ it can) and refuses the other onnxruntime-only settings.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from enum import Enum
 from pathlib import Path
+
+from edgekit.devices import qdq_int8_fused
 
 from .errors import RuntimeModelError
 
@@ -65,7 +67,9 @@ class EngineSettings:
       prefix (``session.end_profiling()`` returns the file).
     - ``save_optimized``: write the optimized graph to this path while the session is built;
       ``save_ort_format``: in ORT format rather than ONNX; ``qdq_int8_allowed``: let the
-      optimizer keep int8 (not only uint8) activations in QDQ fusions (None: its default).
+      optimizer keep int8 (not only uint8) activations in QDQ fusions (None: its build's
+      default; :class:`~edgekit.runtime.Model` sets it from the file's target, see
+      :func:`for_target`).
     - ``quiet``: log errors only (onnxruntime warns about unused initializers and the like).
     """
 
@@ -163,6 +167,17 @@ def session_options(ort, settings: EngineSettings):
     if settings.qdq_int8_allowed is not None:
         options.add_session_config_entry("session.qdqisint8allowed", "1" if settings.qdq_int8_allowed else "0")
     return options
+
+
+def for_target(settings: EngineSettings, fmt: str, arch: str | None) -> EngineSettings:
+    """``settings`` for a ``fmt`` file made for a target of machine ``arch`` (its metadata's
+    ``target.arch``): onnxruntime fuses int8 QDQ groups as its build for that arch does
+    (:func:`edgekit.devices.qdq_int8_fused`), so that a file exported for a Raspberry Pi computes
+    on an x86 machine what the Pi computes. A choice made in ``settings``, a .tflite file and a
+    file that records no target are left as they are."""
+    if fmt == "tflite" or not arch or settings.qdq_int8_allowed is not None:
+        return settings
+    return replace(settings, qdq_int8_allowed=qdq_int8_fused(arch))
 
 
 def onnx_session(path: Path | str, settings: EngineSettings = EngineSettings(), ort=None):

@@ -23,7 +23,7 @@ from edgekit.messages import first_line, one_line
 
 from . import backends, std_metadata
 from .backends import TensorInfo
-from .engines import EngineSettings
+from .engines import EngineSettings, for_target
 from .errors import RuntimeModelError
 from .files import open_model_file
 from .metadata import parse_metadata
@@ -129,7 +129,9 @@ class Model:
     ``Model(path, threads=None, backend="auto", settings=None)``: backend "auto" picks LiteRT,
     then tflite_runtime, then tf.lite for .tflite files and onnxruntime for .onnx and .ort files.
     ``settings`` (:class:`~edgekit.runtime.engines.EngineSettings`) says how the engine is
-    built (kept as ``settings``); ``threads`` alone is short for
+    built (kept as ``settings``; an .onnx or .ort file made for a device target runs with that
+    target's int8 arithmetic unless ``settings`` chooses, see
+    :func:`~edgekit.runtime.engines.for_target`); ``threads`` alone is short for
     ``EngineSettings(threads=threads)``, and passing both is refused.
     ``inputs``/``outputs`` describe the tensors; ``metadata`` is the file's edgekit metadata,
     else the equivalent of its standard TFLite Model Metadata (labels and normalisation written
@@ -148,11 +150,11 @@ class Model:
         elif threads is not None:
             raise RuntimeModelError(f"threads got {threads!r} and settings {settings!r}; "
                                     "pass the thread count inside settings")
-        self.settings = settings
         checked = open_model_file(path)  # before any native code sees the file
         self.path = Path(path)
         self.format = checked.format
         self.metadata: ModelMetadata | None = parse_metadata(path, checked.metadata_json)
+        self.settings = settings = for_target(settings, checked.format, self.metadata and self.metadata.target_arch)
         self._engine = backends.load(self.path, checked.format, backend, settings)
         self.backend: str = self._engine.name
         self.raw = self._engine.raw

@@ -178,6 +178,14 @@ class ModelMetadata:
         name = entry.get("name") if isinstance(entry, Mapping) else None
         return name if isinstance(name, str) and name else None
 
+    @property
+    def target_arch(self) -> str | None:
+        """The machine of the target the file was exported for (``extra["target"]["arch"]``:
+        x86_64, aarch64); None when the file records none."""
+        entry = self.extra.get("target")
+        arch = entry.get("arch") if isinstance(entry, Mapping) else None
+        return arch if isinstance(arch, str) and arch else None
+
     def to_json(self) -> str:
         doc = {
             "schema": SCHEMA_VERSION,
