@@ -88,8 +88,10 @@ def test_auto_patience():
     (16_128, 128),  # 126 steps an epoch: 100 epochs reach the target exactly
     (16_000, 64),
     (10_800, 64),  # the quick start's 12,000 images
-    (2_700, 32),  # the small sets of issue 14: as many steps as the cap allows
-    (1, 32),
+    (5_000, 32),
+    (2_700, 16),  # the small sets of issue 14: reach the target at batch 16
+    (1_130, 16),  # sklearn's digits: as many steps as the cap allows
+    (1, 16),
 ])
 def test_auto_batch_size_reaches_the_recipes_steps_when_it_can(images, batch):
     chosen, why = auto_batch_size(images)
@@ -127,8 +129,8 @@ def test_a_run_resolves_and_records_auto_batch_size(sample_npz, tmp_path):
 
     meta = train(TrainConfig("lenet5", sample_npz, str(tmp_path / "run"), epochs=1, limit=64, augment="none",
                              tensorboard=False))
-    assert meta["batch_size"]["requested"] == "auto" and meta["batch_size"]["batch_size"] == 32
-    assert meta["config"]["batch_size"] == 32 and "the smallest automatic batch, 32" in meta["batch_size"]["reason"]
+    assert meta["batch_size"]["requested"] == "auto" and meta["batch_size"]["batch_size"] == 16
+    assert meta["config"]["batch_size"] == 16 and "the smallest automatic batch, 16" in meta["batch_size"]["reason"]
     cfg = TrainConfig("lenet5", sample_npz, str(tmp_path / "x"))
     resumed, record = _batch_size(cfg, 57, {"config": {"batch_size": 128}})
     assert resumed.batch_size == 128 and record == {"requested": "auto", "batch_size": 128,

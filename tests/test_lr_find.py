@@ -193,13 +193,14 @@ def test_too_few_images_for_a_sweep_is_refused_before_anything_is_written(sample
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("lr, message", [
-    ("fast", "--lr got 'fast'; expected a number > 0 or auto"),
-    ("auto", "--lr auto needs at least 320 training images at --batch-size 32"),  # auto: 32 for 270 images
+@pytest.mark.parametrize("lr, extra, message", [
+    ("fast", [], "--lr got 'fast'; expected a number > 0 or auto"),
+    # --limit 150: 135 training images; --batch-size auto picks 16, and one sweep needs 160
+    ("auto", ["--limit", "150"], "--lr auto needs at least 160 training images at --batch-size 16"),
 ])
-def test_cli_bad_lr_is_one_line_exit_2(sample_npz, tmp_path, lr, message):
+def test_cli_bad_lr_is_one_line_exit_2(sample_npz, tmp_path, lr, extra, message):
     result = CliRunner().invoke(main, ["train", "lenet5", "--data", sample_npz, "--out", str(tmp_path / "run"),
-                                       "--lr", lr, "--epochs", "1"])
+                                       "--lr", lr, "--epochs", "1", *extra])
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.output
