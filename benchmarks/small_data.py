@@ -27,12 +27,16 @@ so seed 0 is the recipe as written; a test set of a few hundred images moves by 
 0.2 pp, so one run per recipe can decide a comparison by chance): each seed is recorded as
 ``RECIPE seed S`` and the verdict compares the recipes' means over the seeds they all ran.
 
-Writes ``benchmarks/results/small_data.{json,md}`` from all results so far.
+Writes ``benchmarks/results/small_data.{json,md}`` from all results so far. Copies of the script
+may run in parallel on the same OUT (each claims a run under a lock on the store and merges its
+result into the store as it is on disk), e.g. one per core.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import os
 import platform
@@ -67,6 +71,7 @@ RECIPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "mnv2 auto batch64": ("tuned", (*MNV2, "--batch-size", "64")),
     "mnv2 auto batch32": ("tuned", (*MNV2, "--batch-size", "32")),
     "mnv2 batch16": ("tuned", (*MNV2, "--batch-size", "16")),
+    "mnv2 crop": ("tuned", (*MNV2, "--augment", "crop")),
     "mnv2 15ep flip (old default)": ("old", (*MNV2, "--epochs", "15", "--augment", "flip")),
 }
 
@@ -236,28 +241,61 @@ def main() -> None:
         sys.exit(f"small_data benchmark: {FMNIST} is missing (install Debian's dataset-fashion-mnist)")
     args.out.mkdir(parents=True, exist_ok=True)
     store = args.out / "results.json"
-    doc = json.loads(store.read_text()) if store.is_file() else {"datasets": {}}
-    doc["machine"] = f"{platform.machine()}, {os.cpu_count()} cores"
     for name in names:
         data = args.out / "data" / name
-        ds = doc["datasets"].setdefault(name, {"runs": {}})
-        ds.update(build(name, data, args.seed))
+        with locked(store):  # another copy of this script may be writing the same OUT
+            info = build(name, data, args.seed)
+            update(store, lambda doc: doc["datasets"].setdefault(name, {"runs": {}}).update(info))
         for recipe, seed in [(r, s) for s in seeds for r in recipes]:
             key = run_key(recipe, seed)
-            if key in ds["runs"]:
-                continue
             run_dir = args.out / "runs" / name / key.replace(" ", "_").replace(",", "+")
-            ds["runs"][key] = run_recipe(recipe, data, run_dir, seed)
-            ds["verdict"] = verdict(ds["runs"])
-            store.write_text(json.dumps(doc, indent=2))
-            RESULTS.mkdir(parents=True, exist_ok=True)
-            (RESULTS / "small_data.json").write_text(json.dumps(doc, indent=2))
-            (RESULTS / "small_data.md").write_text(markdown(doc))
-        ds["verdict"] = verdict(ds["runs"])
-    store.write_text(json.dumps(doc, indent=2))
-    (RESULTS / "small_data.json").write_text(json.dumps(doc, indent=2))
-    (RESULTS / "small_data.md").write_text(markdown(doc))
+            with locked(store):  # claim the run: a parallel copy skips a key already claimed
+                if key in read(store)["datasets"][name]["runs"]:
+                    continue
+                if run_dir.exists():
+                    print(f"small_data benchmark: skipping {name} {key!r}: {run_dir} exists without a result "
+                          "(running in another copy, or a failed run to remove)", file=sys.stderr)
+                    continue
+                run_dir.mkdir(parents=True)
+            result = run_recipe(recipe, data, run_dir, seed)
+            with locked(store):
+                update(store, lambda doc: doc["datasets"][name]["runs"].__setitem__(key, result))
+    with locked(store):
+        doc = update(store, lambda doc: None)
     print(markdown(doc))
+
+
+@contextlib.contextmanager
+def locked(store: Path):
+    """An exclusive lock on OUT (``results.json.lock``) for one read-modify-write of the store."""
+    with open(store.with_name(store.name + ".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def read(store: Path) -> dict:
+    return json.loads(store.read_text()) if store.is_file() else {"datasets": {}}
+
+
+def update(store: Path, change) -> dict:
+    """Apply ``change`` to the store as it is now on disk (not as this process last saw it),
+    refresh every verdict, and write the store and benchmarks/results/small_data.{json,md}
+    (each via a temporary file). Call it holding ``locked(store)``."""
+    doc = read(store)
+    change(doc)
+    doc["machine"] = f"{platform.machine()}, {os.cpu_count()} cores"
+    for ds in doc["datasets"].values():
+        ds["verdict"] = verdict(ds.get("runs", {}))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(doc, indent=2)
+    for path, content in ((store, text), (RESULTS / "small_data.json", text), (RESULTS / "small_data.md", markdown(doc))):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(content)
+        tmp.replace(path)
+    return doc
 
 
 if __name__ == "__main__":
