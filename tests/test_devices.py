@@ -166,6 +166,12 @@ def test_export_for_raspberry_pi_4_writes_arm_qdq_int8(pi4_export):
     assert {zero_points[n.input[2]] for n in quantize} == {onnx.TensorProto.INT8}
 
 
+def _dq_convs(graph) -> int:
+    """Conv nodes fed by a DequantizeLinear: quantized Convs computed in float."""
+    producer = {o: n.op_type for n in graph.node for o in n.output}
+    return sum(n.op_type == "Conv" and producer.get(n.input[0]) == "DequantizeLinear" for n in graph.node)
+
+
 def _optimized_ops(path, settings, out) -> tuple[int, int, int]:
     """(float Conv nodes fed by a DequantizeLinear, QLinearConv, QLinearAdd) in the graph that
     onnxruntime runs for ``path`` under ``settings`` (written to ``out``)."""
@@ -175,9 +181,7 @@ def _optimized_ops(path, settings, out) -> tuple[int, int, int]:
 
     Model(path, settings=replace(settings, save_optimized=str(out)))
     graph = onnx.load(str(out)).graph
-    producer = {o: n.op_type for n in graph.node for o in n.output}
-    float_convs = sum(n.op_type == "Conv" and producer.get(n.input[0]) == "DequantizeLinear" for n in graph.node)
-    return float_convs, sum(n.op_type == "QLinearConv" for n in graph.node), \
+    return _dq_convs(graph), sum(n.op_type == "QLinearConv" for n in graph.node), \
         sum(n.op_type == "QLinearAdd" for n in graph.node)
 
 
@@ -192,9 +196,7 @@ def test_onnx_file_made_for_arm_runs_with_arms_int8_arithmetic(pi4_export, tmp_p
     from edgekit.runtime import EngineSettings, Model
 
     path = next(f["path"] for f in pi4_export["files"] if f["format"] == "onnx")
-    graph = onnx.load(path).graph
-    producer = {o: n.op_type for n in graph.node for o in n.output}
-    convs = sum(n.op_type == "Conv" and producer.get(n.input[0]) == "DequantizeLinear" for n in graph.node)
+    convs = _dq_convs(onnx.load(path).graph)
     assert convs == 4 and Model(path).settings.qdq_int8_allowed is True
     assert _optimized_ops(path, EngineSettings(), tmp_path / "target.onnx") == (0, convs, 1)
     if not qdq_int8_fused(platform.machine()):  # this build's own default: the branch stays float
