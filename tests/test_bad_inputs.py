@@ -247,6 +247,8 @@ ARGUMENTS = {
                          "--epochs got '0'"),
     "train --batch-size 0": (["train", "lenet5", "--data", "{labels}", "--out", "{work}/out", "--batch-size", "0"],
                              "--batch-size got '0'; expected auto or an integer >= 1"),
+    "train --ema 1": (["train", "lenet5", "--data", "{labels}", "--out", "{work}/out", "--ema", "1"],
+                      "--ema got '1'; expected off, auto or a momentum in (0, 1)"),
     "train over a finished run": (["train", "lenet5", "--data", "{labels}", "--out", "{run}"], "{run}"),
     "train --out is a file": (["train", "lenet5", "--data", "{labels}", "--out", "{tflite}"], "{tflite}"),
     "evaluate --out is a file": (["evaluate", "{run}", "--data", "{labels}", "--out", "{tflite}"], "{tflite}"),

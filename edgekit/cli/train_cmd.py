@@ -29,13 +29,16 @@ DEFAULT_AUGMENT = "crop,scale"
               help="An epoch count, or auto: from the number of images (about 12,600 optimizer steps, "
                    "10 to 100 epochs), stopping early on the validation loss with the best weights restored.")
 @click.option("--batch-size", default="auto", show_default=True,
-              help="Images per optimizer step, or auto: 128, or 64 or 32 on small data so that the epochs "
+              help="Images per optimizer step, or auto: 128, or 64, 32 or 16 on small data so that the epochs "
                    "reach about 12,600 steps.")
 @click.option("--lr", default="3e-3", show_default=True, metavar="RATE|auto",
               help="Peak learning rate (cosine decay), or auto: picked by a learning-rate range test "
                    "(lr_find.png in the run folder).")
 @click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
               help="Label smoothing of the cross-entropy (0: off).")
+@click.option("--ema", default="off", show_default=True, metavar="MOMENTUM|auto|off",
+              help="Validate, keep and save a moving average of the weights (Polyak averaging): its momentum, "
+                   "or auto (averages over the last 5% of the steps).")
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=None,
               help="Dropout rate before the classifier (default: the architecture's own).")
 @click.option("--weight-decay", type=click.FloatRange(0), default=0.05, show_default=True,
@@ -59,7 +62,7 @@ DEFAULT_AUGMENT = "crop,scale"
               help="Stop when the validation loss has not improved for this many epochs and restore the best "
                    "weights (0: off with --epochs N; with --epochs auto, a fifth of the epochs).")
 @run_options(("default", "mirrored", "multiworker"), "Continue the interrupted run in --out from its last checkpoint.")
-def train_command(arch, data, out, input_size, channels, alpha, width, depth, epochs, batch_size, lr, label_smoothing, dropout,
+def train_command(arch, data, out, input_size, channels, alpha, width, depth, epochs, batch_size, lr, label_smoothing, ema, dropout,
                   weight_decay, warmup_epochs, augment,
                   weights, freeze, fine_tune_epochs, mixed_precision, split,
                   val_fraction, early_stopping, strategy, resume, limit, seed, as_json):
@@ -72,7 +75,7 @@ def train_command(arch, data, out, input_size, channels, alpha, width, depth, ep
                           channels=None if channels is None else int(channels), alpha=alpha,
                           width=width, depth=depth,
                           epochs=epochs, batch_size=run_checked(parse_batch_size, batch_size), lr=run_checked(parse_lr, lr),
-                          label_smoothing=label_smoothing, dropout=dropout, warmup_epochs=warmup_epochs,
+                          label_smoothing=label_smoothing, ema=ema, dropout=dropout, warmup_epochs=warmup_epochs,
                           weight_decay=weight_decay,
                           augment=augment,
                           weights=weights, freeze=run_checked(FreezeSpec.parse, freeze),

@@ -8,6 +8,7 @@ from enum import Enum
 
 from edgekit.data.augment import DEFAULT_AUGMENT
 
+from .averaging import parse_ema
 from .epochs import AUTO, Auto, as_json
 
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -73,6 +74,7 @@ class TrainConfig:
     lr: float | Auto = DEFAULT_LR  # Auto.AUTO: picked by a learning-rate range test (lr_find.py)
     weight_decay: float = 0.05  # AdamW's decoupled decay (x lr per step); 1e-4 left it overfitting
     label_smoothing: float = 0.0
+    ema: float | Auto | None = None  # weight averaging's momentum (averaging.py); AUTO: from the steps; None: off
     dropout: float | None = None  # rate before the classifier; None: the architecture's own
     warmup_epochs: float = 0.0  # linear warm-up before the cosine decay (capped at a third of the run)
     augment: str = DEFAULT_AUGMENT
@@ -96,6 +98,7 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "lr"):
             if isinstance(getattr(self, name), str) and getattr(self, name).strip().lower() == AUTO.value:
                 object.__setattr__(self, name, AUTO)
+        object.__setattr__(self, "ema", parse_ema(self.ema))
         checks = [
             (self.epochs is AUTO or (type(self.epochs) is int and self.epochs >= 1), "epochs", self.epochs,
              f"{AUTO.value} or an integer >= 1"),
@@ -125,5 +128,6 @@ class TrainConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["lr"], d["epochs"], d["batch_size"] = as_json(self.lr), as_json(self.epochs), as_json(self.batch_size)
+        d["ema"] = as_json(self.ema)
         d["freeze"] = {"mode": self.freeze.mode.value, "k": self.freeze.k}
         return d

@@ -46,6 +46,7 @@ from edgekit.run_record import (CHECKPOINTS, CURVE, HISTORY, LR_FIND_JSON, LR_FI
 from edgekit.runtime.spec import PreprocessSpec
 
 from . import lr_find, pretrained
+from .averaging import EpochEMA, ema_momentum
 from .config import DEFAULT_LR, TrainConfig, is_imagenet
 from .dataset import EpochData, images_are_grayscale
 from .epochs import AUTO, BestWeights, EpochPlan, as_json, auto_batch_size, plan_epochs, restore_best
@@ -119,13 +120,16 @@ def _schedule(lr: float, total_steps: int, warmup_steps: int) -> keras.optimizer
 
 
 def _compile(model: keras.Model, lr: float, weight_decay: float, total_steps: int,
-             label_smoothing: float = 0.0, warmup_steps: int = 0) -> None:
-    _compile_with(model, _schedule(lr, total_steps, warmup_steps), weight_decay, label_smoothing)
+             label_smoothing: float = 0.0, warmup_steps: int = 0, ema: float | None = None) -> None:
+    _compile_with(model, _schedule(lr, total_steps, warmup_steps), weight_decay, label_smoothing, ema)
 
 
-def _compile_with(model: keras.Model, schedule, weight_decay: float, label_smoothing: float) -> None:
+def _compile_with(model: keras.Model, schedule, weight_decay: float, label_smoothing: float,
+                  ema: float | None = None) -> None:
+    """AdamW with ``schedule``; ``ema``: the momentum of the weight average it keeps (averaging.py)."""
     loss = SmoothedSparseCrossentropy(label_smoothing) if label_smoothing else "sparse_categorical_crossentropy"
-    model.compile(optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay),
+    averaging = {"use_ema": True, "ema_momentum": ema} if ema is not None else {}
+    model.compile(optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay, **averaging),
                   loss=loss, metrics=["accuracy"])
 
 
@@ -146,8 +150,11 @@ class _Throughput(keras.callbacks.Callback):
 
 
 def _callbacks(cfg: TrainConfig, run_dir: Path, work_dir: Path, phase: str, n_images: int, chief: bool,
-               precise_bn=None, best: BestWeights | None = None, extra_state: dict | None = None) -> list:
+               precise_bn=None, best: BestWeights | None = None, extra_state: dict | None = None,
+               ema: EpochEMA | None = None) -> list:
     cbs: list = [_Throughput(n_images)]
+    if ema is not None:  # first: what the later callbacks validate, keep and save is the average
+        cbs.insert(0, ema)
     if precise_bn is not None:  # before the logger, early stopping and the checkpoint
         cbs.append(precise_bn)
     if chief:
@@ -412,7 +419,8 @@ def _run_phases(cfg: TrainConfig, plan: EpochPlan, strategy, run_dir: Path, work
         h = model.fit(shard_by_data(data) if is_multi_worker(strategy) else data,
                       epochs=last, initial_epoch=begin, steps_per_epoch=feed.steps, shuffle=False,
                       callbacks=_callbacks(cfg, run_dir, work_dir, phase, len(train_data), is_chief(strategy),
-                                           precise_bn, best, extra),
+                                           precise_bn, best, extra,
+                                           EpochEMA(in_model=begin > first) if cfg.ema is not None else None),
                       verbose=2 if not sys.stderr.isatty() else 1)
         for k, v in h.history.items():
             history.setdefault(k, []).extend(float(x) for x in v)
@@ -447,12 +455,20 @@ def _enter_phase(model: keras.Model, cfg: TrainConfig, phase: str, steps: int, e
         if frozen:
             log(f"froze {frozen} layers with weights ({cfg.freeze.mode.value})")
         _compile(model, cfg.lr, cfg.weight_decay, steps, cfg.label_smoothing,
-                 round(cfg.warmup_epochs * epoch_steps))
+                 round(cfg.warmup_epochs * epoch_steps), _ema(cfg, phase, steps))
     else:
         unfreeze_all(model)
         log(f"fine-tuning all layers at lr {cfg.lr * cfg.fine_tune_lr_factor:g}")
         _compile(model, cfg.lr * cfg.fine_tune_lr_factor, cfg.weight_decay, steps, cfg.label_smoothing,
-                 round(cfg.warmup_epochs * epoch_steps))
+                 round(cfg.warmup_epochs * epoch_steps), _ema(cfg, phase, steps))
+
+
+def _ema(cfg: TrainConfig, phase: str, steps: int) -> float | None:
+    momentum = ema_momentum(cfg.ema, steps)
+    if momentum is not None:
+        log(f"{phase}: validating and keeping the weights' moving average, momentum {momentum:.5f} "
+            f"(time constant {1 / (1 - momentum):.0f} of {steps} steps)")
+    return momentum
 
 
 def _merge_history_plot(run_dir: Path) -> None:
