@@ -74,6 +74,7 @@ RECIPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "mnv2 crop": ("tuned", (*MNV2, "--augment", "crop")),
     "mnv2 ema": ("tuned", (*MNV2, "--ema", "auto")),
     "mnv2 ema ls0.1": ("tuned", (*MNV2, "--ema", "auto", "--label-smoothing", "0.1")),
+    "mnv2 ema 75ep": ("tuned", (*MNV2, "--ema", "auto", "--epochs", "75")),
     "mnv2 15ep flip (old default)": ("old", (*MNV2, "--epochs", "15", "--augment", "flip")),
 }
 

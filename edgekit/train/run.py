@@ -18,6 +18,8 @@ Defaults are chosen for training from scratch on small images (Fashion-MNIST at 
   crop + scale, which is safe where a mirror image is another class (issue 14: on small
   datasets the 15-epoch mirroring recipe lost to LeNet-5 by 20 points;
   benchmarks/results/small_data.md).
+- ``--ema`` (off by default): validate, keep and save the weights' moving average
+  (averaging.py); measured on the small sets in benchmarks/results/small_data.md.
 Determinism: seeds, op determinism and epoch-addressed data make ``--resume`` equal an
 uninterrupted run.
 """
