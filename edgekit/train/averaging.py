@@ -46,7 +46,7 @@ def parse_ema(value) -> float | Auto | None:
 
 def ema_momentum(setting: float | Auto | None, steps: int) -> float | None:
     """The momentum a phase of ``steps`` optimizer steps trains with (None: no averaging)."""
-    if setting is None or setting is not AUTO:
+    if setting is not AUTO:
         return setting
     return 1.0 - 1.0 / max(1.0, AUTO_FRACTION * steps)
 

@@ -154,9 +154,8 @@ class _Throughput(keras.callbacks.Callback):
 def _callbacks(cfg: TrainConfig, run_dir: Path, work_dir: Path, phase: str, n_images: int, chief: bool,
                precise_bn=None, best: BestWeights | None = None, extra_state: dict | None = None,
                ema: EpochEMA | None = None) -> list:
-    cbs: list = [_Throughput(n_images)]
-    if ema is not None:  # first: what the later callbacks validate, keep and save is the average
-        cbs.insert(0, ema)
+    # The average first: what the later callbacks validate, keep and save is the average.
+    cbs: list = ([ema] if ema is not None else []) + [_Throughput(n_images)]
     if precise_bn is not None:  # before the logger, early stopping and the checkpoint
         cbs.append(precise_bn)
     if chief:
