@@ -75,6 +75,11 @@ RECIPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "mnv2 ema": ("tuned", (*MNV2, "--ema", "auto")),
     "mnv2 ema ls0.1": ("tuned", (*MNV2, "--ema", "auto", "--label-smoothing", "0.1")),
     "mnv2 ema 75ep": ("tuned", (*MNV2, "--ema", "auto", "--epochs", "75")),
+    "mnv2 ema 100ep": ("tuned", (*MNV2, "--ema", "auto", "--epochs", "100")),
+    "mnv2 ema 75ep dropout0.2": ("tuned", (*MNV2, "--ema", "auto", "--epochs", "75", "--dropout", "0.2")),
+    "mnv2 mixup0.2": ("tuned", (*MNV2, "--mixup", "0.2")),
+    "mnv2 ema mixup0.2": ("tuned", (*MNV2, "--ema", "auto", "--mixup", "0.2")),
+    "mnv2 ema cutmix1": ("tuned", (*MNV2, "--ema", "auto", "--cutmix", "1.0")),
     "mnv2 15ep flip (old default)": ("old", (*MNV2, "--epochs", "15", "--augment", "flip")),
 }
 

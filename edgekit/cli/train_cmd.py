@@ -39,6 +39,11 @@ DEFAULT_AUGMENT = "crop,scale"
 @click.option("--ema", default="off", show_default=True, metavar="MOMENTUM|auto|off",
               help="Validate, keep and save a moving average of the weights (Polyak averaging): its momentum, "
                    "or auto (averages over the last 5% of the steps).")
+@click.option("--mixup", type=click.FloatRange(0), default=0.0, show_default=True, metavar="ALPHA",
+              help="mixup: train on blends of two images and their labels, weights ~ Beta(ALPHA, ALPHA) (0: off).")
+@click.option("--cutmix", type=click.FloatRange(0), default=0.0, show_default=True, metavar="ALPHA",
+              help="CutMix: paste a box of another image, labels mixed by its area ~ Beta(ALPHA, ALPHA) (0: off); "
+                   "with --mixup too, each batch takes one of the two.")
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=None,
               help="Dropout rate before the classifier (default: the architecture's own).")
 @click.option("--weight-decay", type=click.FloatRange(0), default=0.05, show_default=True,
@@ -62,8 +67,8 @@ DEFAULT_AUGMENT = "crop,scale"
               help="Stop when the validation loss has not improved for this many epochs and restore the best "
                    "weights (0: off with --epochs N; with --epochs auto, a fifth of the epochs).")
 @run_options(("default", "mirrored", "multiworker"), "Continue the interrupted run in --out from its last checkpoint.")
-def train_command(arch, data, out, input_size, channels, alpha, width, depth, epochs, batch_size, lr, label_smoothing, ema, dropout,
-                  weight_decay, warmup_epochs, augment,
+def train_command(arch, data, out, input_size, channels, alpha, width, depth, epochs, batch_size, lr, label_smoothing, ema, mixup, cutmix,
+                  dropout, weight_decay, warmup_epochs, augment,
                   weights, freeze, fine_tune_epochs, mixed_precision, split,
                   val_fraction, early_stopping, strategy, resume, limit, seed, as_json):
     """Train ARCH (a zoo name) on labelled images; write the run to --out."""
@@ -75,7 +80,7 @@ def train_command(arch, data, out, input_size, channels, alpha, width, depth, ep
                           channels=None if channels is None else int(channels), alpha=alpha,
                           width=width, depth=depth,
                           epochs=epochs, batch_size=run_checked(parse_batch_size, batch_size), lr=run_checked(parse_lr, lr),
-                          label_smoothing=label_smoothing, ema=ema, dropout=dropout, warmup_epochs=warmup_epochs,
+                          label_smoothing=label_smoothing, ema=ema, mixup=mixup, cutmix=cutmix, dropout=dropout, warmup_epochs=warmup_epochs,
                           weight_decay=weight_decay,
                           augment=augment,
                           weights=weights, freeze=run_checked(FreezeSpec.parse, freeze),

@@ -10,6 +10,7 @@ from edgekit.data.augment import DEFAULT_AUGMENT
 
 from .averaging import parse_ema
 from .epochs import AUTO, Auto, as_json
+from .mixing import MixConfig
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 DEFAULT_LR = 3e-3
@@ -76,6 +77,8 @@ class TrainConfig:
     label_smoothing: float = 0.0
     ema: float | Auto | None = None  # weight averaging's momentum (averaging.py); AUTO: from the steps; None: off
     dropout: float | None = None  # rate before the classifier; None: the architecture's own
+    mixup: float = 0.0  # Beta concentration of mixup (mixing.py); 0: off
+    cutmix: float = 0.0  # Beta concentration of CutMix; 0: off
     warmup_epochs: float = 0.0  # linear warm-up before the cosine decay (capped at a third of the run)
     augment: str = DEFAULT_AUGMENT
     weights: str | None = None
@@ -99,6 +102,7 @@ class TrainConfig:
             if isinstance(getattr(self, name), str) and getattr(self, name).strip().lower() == AUTO.value:
                 object.__setattr__(self, name, AUTO)
         object.__setattr__(self, "ema", parse_ema(self.ema))
+        MixConfig(self.mixup, self.cutmix)  # ValueError naming a bad value
         checks = [
             (self.epochs is AUTO or (type(self.epochs) is int and self.epochs >= 1), "epochs", self.epochs,
              f"{AUTO.value} or an integer >= 1"),
@@ -120,6 +124,10 @@ class TrainConfig:
         for ok, name, value, expected in checks:
             if not ok:
                 raise ValueError(f"--{name} got {value!r}; expected {expected}")
+
+    @property
+    def mix(self) -> MixConfig:
+        return MixConfig(self.mixup, self.cutmix)
 
     @property
     def lr_auto(self) -> bool:

@@ -17,6 +17,8 @@ from edgekit.data import AugmentConfig, ColourPCA, LabeledImages, augment_pixels
 from edgekit.data.preprocess import decode_image_tf
 from edgekit.runtime.spec import PreprocessSpec
 
+from .mixing import MixConfig, mix_batch_tf
+
 AUTOTUNE = tf.data.AUTOTUNE
 PRECOMPUTE_BUDGET = 1 << 30  # resized float pixels kept in memory up to this many bytes
 
@@ -25,9 +27,12 @@ class EpochData:
     """Training or evaluation batches of one LabeledImages for any epoch."""
 
     def __init__(self, data: LabeledImages, spec: PreprocessSpec, batch_size: int,
-                 augment: AugmentConfig | None = None, pca: ColourPCA | None = None, seed: int = 0):
+                 augment: AugmentConfig | None = None, pca: ColourPCA | None = None, seed: int = 0,
+                 mix: MixConfig | None = None):
         self.data, self.spec, self.batch_size = data, spec, batch_size
         self.augment = augment if augment is not None and augment.enabled else None
+        # Shuffled (training) batches are mixed and carry class probabilities; once() does not.
+        self.mix = mix if mix is not None and mix.enabled else None
         self.pca, self.seed = pca, int(seed)
         self.labels = tf.constant(data.labels)
         h, w = spec.size
@@ -77,9 +82,25 @@ class EpochData:
             ds = tf.data.Dataset.zip((ds, steps)).map(
                 lambda b, s: (augment_pixels_tf(b[0], config, tf.stack([seed + 7919 * epoch, s]), pca), b[1]),
                 num_parallel_calls=AUTOTUNE, deterministic=True)
+        if self.mix is not None and shuffle:
+            ds = self._mixed(ds, epoch)
         spec = self.spec
         return ds.map(lambda x, y: (normalize_tf(x, spec), y), num_parallel_calls=AUTOTUNE,
                       deterministic=True)
+
+    @property
+    def mixed(self) -> bool:
+        """Whether training batches carry mixed class probabilities instead of integer labels."""
+        return self.mix is not None
+
+    def _mixed(self, ds: tf.data.Dataset, epoch: tf.Tensor) -> tf.data.Dataset:
+        # The augmentation's key with step -1 - s: a stream of its own for each batch.
+        steps = tf.data.Dataset.range(self.steps)
+        config, seed, classes = self.mix, self.seed, len(self.data.class_names)
+        return tf.data.Dataset.zip((ds, steps)).map(
+            lambda b, s: mix_batch_tf(b[0], tf.one_hot(b[1], classes), config,
+                                      tf.stack([seed + 7919 * epoch, -1 - s])),
+            num_parallel_calls=AUTOTUNE, deterministic=True)
 
     def epochs(self, first: int, last: int) -> tf.data.Dataset:
         """Epochs first..last-1 back to back (for one ``fit`` call with steps_per_epoch)."""

@@ -20,6 +20,7 @@ Defaults are chosen for training from scratch on small images (Fashion-MNIST at 
   benchmarks/results/small_data.md).
 - ``--ema`` (off by default): validate, keep and save the weights' moving average
   (averaging.py); measured on the small sets in benchmarks/results/small_data.md.
+- ``--mixup`` / ``--cutmix`` (off by default): train on mixed pairs of images (mixing.py).
 Determinism: seeds, op determinism and epoch-addressed data make ``--resume`` equal an
 uninterrupted run.
 """
@@ -122,14 +123,19 @@ def _schedule(lr: float, total_steps: int, warmup_steps: int) -> keras.optimizer
 
 
 def _compile(model: keras.Model, lr: float, weight_decay: float, total_steps: int,
-             label_smoothing: float = 0.0, warmup_steps: int = 0, ema: float | None = None) -> None:
-    _compile_with(model, _schedule(lr, total_steps, warmup_steps), weight_decay, label_smoothing, ema)
+             label_smoothing: float = 0.0, warmup_steps: int = 0, ema: float | None = None,
+             mixed: bool = False) -> None:
+    _compile_with(model, _schedule(lr, total_steps, warmup_steps), weight_decay, label_smoothing, ema, mixed)
 
 
 def _compile_with(model: keras.Model, schedule, weight_decay: float, label_smoothing: float,
-                  ema: float | None = None) -> None:
-    """AdamW with ``schedule``; ``ema``: the momentum of the weight average it keeps (averaging.py)."""
-    loss = SmoothedSparseCrossentropy(label_smoothing) if label_smoothing else "sparse_categorical_crossentropy"
+                  ema: float | None = None, mixed: bool = False) -> None:
+    """AdamW with ``schedule``; ``ema``: the momentum of the weight average it keeps (averaging.py);
+    ``mixed``: the batches' labels are mixed class probabilities (mixing.py), not integers."""
+    if mixed:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+    else:
+        loss = SmoothedSparseCrossentropy(label_smoothing) if label_smoothing else "sparse_categorical_crossentropy"
     averaging = {"use_ema": True, "ema_momentum": ema} if ema is not None else {}
     model.compile(optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay, **averaging),
                   loss=loss, metrics=["accuracy"])
@@ -261,14 +267,15 @@ def train(cfg: TrainConfig) -> dict:
     pca = fit_colour_pca(train_data, spec, seed=cfg.seed) if augment.pca else None
     log(f"{len(train_data)} training images, {0 if val_data is None else len(val_data)} validation, "
         f"{len(train_data.class_names)} classes; input {spec.size[0]}x{spec.size[1]}x{spec.channels}; "
-        f"{strategy.num_replicas_in_sync} replica(s) ({cfg.strategy}); augment: {','.join(augment.enabled) or 'none'}")
+        f"{strategy.num_replicas_in_sync} replica(s) ({cfg.strategy}); augment: {','.join(augment.enabled) or 'none'}"
+        + _mix_text(cfg))
     plan = plan_epochs(cfg.epochs, cfg.early_stopping, len(train_data), cfg.batch_size, val_data is not None)
     if state is not None and state["planned_epochs"] != plan.epochs:
         raise ValueError(f"--resume: the checkpoint planned {state['planned_epochs']} epochs, this data and "
                          f"config give {plan.epochs}; resume with the data and options of the interrupted run")
     log(f"batch size: {cfg.batch_size} ({batch_record['reason']})")
     log(f"epochs: {plan.epochs} ({plan.reason})")
-    feed = EpochData(train_data, spec, cfg.batch_size, augment, pca, cfg.seed)
+    feed = EpochData(train_data, spec, cfg.batch_size, augment, pca, cfg.seed, cfg.mix)
     val_ds = EpochData(val_data, spec, cfg.batch_size).once() if val_data is not None else None
     # Precise BN (see precise_bn.py) from the first PRECISE_BN_IMAGES training images,
     # unaugmented; validation then runs in the callback with those statistics. Under a
@@ -299,6 +306,11 @@ def train(cfg: TrainConfig) -> dict:
         _merge_history_plot(run_dir)
         _finish(run_dir)
     return record.to_dict()
+
+
+def _mix_text(cfg: TrainConfig) -> str:
+    mixes = [f"{name} (alpha {alpha:g})" for name, alpha in (("mixup", cfg.mixup), ("cutmix", cfg.cutmix)) if alpha]
+    return f"; mixing: {' or '.join(mixes)}" if mixes else ""
 
 
 def _batch_size(cfg: TrainConfig, images: int, state: dict | None) -> tuple[TrainConfig, dict]:
@@ -337,7 +349,8 @@ def _auto_lr(cfg: TrainConfig, strategy, run_dir: Path, state: dict | None, spec
     batches = lr_find.full_batches(feed.epochs(0, lr_find.sweep_epochs(len(train_data), cfg.batch_size)),
                                    cfg.batch_size)
     sweep = lr_find.run_sweep(model, shard_by_data(batches) if is_multi_worker(strategy) else batches,
-                              lambda m, schedule: _compile_with(m, schedule, cfg.weight_decay, cfg.label_smoothing))
+                              lambda m, schedule: _compile_with(m, schedule, cfg.weight_decay, cfg.label_smoothing,
+                                                                mixed=feed.mixed))
     rec = lr_find.record(sweep, cfg.batch_size, DEFAULT_LR)
     if is_chief(strategy):
         lr_find.write(rec, run_dir / LR_FIND_JSON, run_dir / LR_FIND_PNG)
@@ -456,12 +469,12 @@ def _enter_phase(model: keras.Model, cfg: TrainConfig, phase: str, steps: int, e
         if frozen:
             log(f"froze {frozen} layers with weights ({cfg.freeze.mode.value})")
         _compile(model, cfg.lr, cfg.weight_decay, steps, cfg.label_smoothing,
-                 round(cfg.warmup_epochs * epoch_steps), _ema(cfg, phase, steps))
+                 round(cfg.warmup_epochs * epoch_steps), _ema(cfg, phase, steps), cfg.mix.enabled)
     else:
         unfreeze_all(model)
         log(f"fine-tuning all layers at lr {cfg.lr * cfg.fine_tune_lr_factor:g}")
         _compile(model, cfg.lr * cfg.fine_tune_lr_factor, cfg.weight_decay, steps, cfg.label_smoothing,
-                 round(cfg.warmup_epochs * epoch_steps), _ema(cfg, phase, steps))
+                 round(cfg.warmup_epochs * epoch_steps), _ema(cfg, phase, steps), cfg.mix.enabled)
 
 
 def _ema(cfg: TrainConfig, phase: str, steps: int) -> float | None:
