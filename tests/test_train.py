@@ -508,6 +508,8 @@ def test_ema_run_writes_the_moving_average_of_the_weights(sample_npz, tmp_path, 
                         raising=False)
     meta = train(_cfg(sample_npz, tmp_path / "run", **EMA_RUN))
     assert len(seen) == 27 and meta["config"]["ema"] == 0.8
+    assert meta["ema"] == {"requested": 0.8, "phases": {"train": {"momentum": 0.8, "time_constant_steps": 5.0,
+                                                                  "steps": 27}}}
     average = seen[0]
     for weights in seen[1:]:
         average = [0.8 * a + 0.2 * w for a, w in zip(average, weights)]
@@ -553,3 +555,15 @@ def test_ema_auto_momentum_spans_a_twentieth_of_the_phase():
     assert ema_momentum(AUTO, 12600) == pytest.approx(1 - 1 / 630)
     assert ema_momentum(AUTO, 10) == 0.0  # a run shorter than 20 steps is not averaged
     assert ema_momentum(0.9, 12600) == 0.9 and ema_momentum(None, 12600) is None
+
+
+def test_ema_record_names_the_momentum_auto_resolved_to_in_each_phase():
+    from edgekit.train.averaging import ema_record
+    from edgekit.train.epochs import AUTO
+
+    record = ema_record(AUTO, {"train": 12600, "fine-tune": 400})
+    assert record["requested"] == "auto"
+    assert record["phases"]["train"] == {"momentum": pytest.approx(1 - 1 / 630), "time_constant_steps": 630.0,
+                                         "steps": 12600}
+    assert record["phases"]["fine-tune"]["time_constant_steps"] == 20.0
+    assert ema_record(None, {"train": 12600}) is None

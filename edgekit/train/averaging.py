@@ -51,6 +51,18 @@ def ema_momentum(setting: float | Auto | None, steps: int) -> float | None:
     return 1.0 - 1.0 / max(1.0, AUTO_FRACTION * steps)
 
 
+def ema_record(setting: float | Auto | None, phase_steps: dict[str, int]) -> dict | None:
+    """What edgekit.json keeps of ``--ema``: as given, and the momentum and time constant (in
+    optimizer steps) that each phase of ``phase_steps`` ({phase: its steps}) trained with."""
+    if setting is None:
+        return None
+    phases = {}
+    for phase, steps in phase_steps.items():
+        momentum = ema_momentum(setting, steps)
+        phases[phase] = {"momentum": momentum, "time_constant_steps": round(1 / (1 - momentum), 1), "steps": steps}
+    return {"requested": setting.value if setting is AUTO else setting, "phases": phases}
+
+
 class EpochEMA(SwapEMAWeights):
     """Keras's SwapEMAWeights in its per-epoch mode, which a resumed run starts in the swapped
     state (``in_model``: its checkpoint was written with the average in the model). On the last

@@ -49,7 +49,7 @@ from edgekit.run_record import (CHECKPOINTS, CURVE, HISTORY, LR_FIND_JSON, LR_FI
 from edgekit.runtime.spec import PreprocessSpec
 
 from . import lr_find, pretrained
-from .averaging import EpochEMA, ema_momentum
+from .averaging import EpochEMA, ema_momentum, ema_record
 from .config import DEFAULT_LR, TrainConfig, is_imagenet
 from .dataset import EpochData, images_are_grayscale
 from .epochs import AUTO, BestWeights, EpochPlan, as_json, auto_batch_size, plan_epochs, restore_best
@@ -300,6 +300,8 @@ def train(cfg: TrainConfig) -> dict:
         record.extra["lr_find"] = lr_record
     record.extra["epochs"] = {**plan.to_dict(), "early_stopping": stopping}
     record.extra["batch_size"] = batch_record
+    planned = _phases(plan.epochs, cfg.fine_tune_epochs, None)
+    record.extra["ema"] = ema_record(cfg.ema, {phase: feed.steps * (last - first) for phase, first, last in planned})
     if chief:
         atomic_save_model(model, run_dir / MODEL)
         write_record(run_dir, record)
