@@ -80,6 +80,8 @@ RECIPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "mnv2 mixup0.2": ("tuned", (*MNV2, "--mixup", "0.2")),
     "mnv2 ema mixup0.2": ("tuned", (*MNV2, "--ema", "auto", "--mixup", "0.2")),
     "mnv2 ema cutmix1": ("tuned", (*MNV2, "--ema", "auto", "--cutmix", "1.0")),
+    "mnv2 ema rotate": ("tuned", (*MNV2, "--ema", "auto", "--augment", "crop,scale,rotate")),
+    "mnv2 ema rotate shear": ("tuned", (*MNV2, "--ema", "auto", "--augment", "crop,scale,rotate,shear")),
     "mnv2 15ep flip (old default)": ("old", (*MNV2, "--epochs", "15", "--augment", "flip")),
 }
 
