@@ -74,6 +74,9 @@ RECIPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "mnv2 crop": ("tuned", (*MNV2, "--augment", "crop")),
     "mnv2 ema": ("tuned", (*MNV2, "--ema", "auto")),
     "mnv2 ema ls0.1": ("tuned", (*MNV2, "--ema", "auto", "--label-smoothing", "0.1")),
+    # Trained after precise BN moved to augmented training batches (precise_bn.py): the same
+    # command as "mnv2 ema", whose rows were trained with statistics of unaugmented images.
+    "mnv2 ema bnaug": ("tuned", (*MNV2, "--ema", "auto")),
     "mnv2 ema 75ep": ("tuned", (*MNV2, "--ema", "auto", "--epochs", "75")),
     "mnv2 ema 100ep": ("tuned", (*MNV2, "--ema", "auto", "--epochs", "100")),
     "mnv2 ema 75ep dropout0.2": ("tuned", (*MNV2, "--ema", "auto", "--epochs", "75", "--dropout", "0.2")),

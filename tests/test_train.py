@@ -567,3 +567,30 @@ def test_ema_record_names_the_momentum_auto_resolved_to_in_each_phase():
                                          "steps": 12600}
     assert record["phases"]["fine-tune"]["time_constant_steps"] == 20.0
     assert ema_record(None, {"train": 12600}) is None
+
+
+def test_precise_bn_statistics_come_from_augmented_training_batches(sample_npz, tmp_path):
+    """The written model's BN statistics are those of the feed's calibration batches (shuffled,
+    augmented, the same at every call), not of the unaugmented images (which differ)."""
+    from edgekit.data import parse_augment
+    from edgekit.run_record import read_record
+    from edgekit.train.dataset import EpochData
+    from edgekit.train.precise_bn import batchnorm_layers, recompute_batchnorm
+    from edgekit.train.run import PRECISE_BN_IMAGES
+
+    run = tmp_path / "run"
+    train(_cfg(sample_npz, run, arch="mobilenet_v2", alpha=0.35, input_size=32, epochs=1, augment="crop,scale",
+               val_fraction=0.1))
+    written = keras.models.load_model(run / "model.keras", compile=False)
+    stats = lambda m: [l.moving_variance.numpy() for l in batchnorm_layers(m)]  # noqa: E731
+    data = load_split(sample_npz, "train", val_fraction=0.1, seed=0)
+    spec = read_record(run).preprocess
+    feed = EpochData(data, spec, 32, parse_augment("crop,scale"), None, 0)
+    first, again = ([x.numpy() for x, _ in feed.calibration(PRECISE_BN_IMAGES)] for _ in range(2))
+    assert len(first) == feed.steps and all(np.array_equal(a, b) for a, b in zip(first, again))
+    model = keras.models.load_model(run / "model.keras", compile=False)
+    recompute_batchnorm(model, first)
+    for w, r in zip(stats(written), stats(model)):
+        np.testing.assert_allclose(w, r, rtol=1e-4, atol=1e-6)
+    recompute_batchnorm(model, [x for x, _ in EpochData(data, spec, 32).once()])
+    assert max(float(np.abs(w - c).max() / (np.abs(w).max() + 1e-6)) for w, c in zip(stats(written), stats(model))) > 1e-2

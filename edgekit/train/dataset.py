@@ -21,6 +21,7 @@ from .mixing import MixConfig, mix_batch_tf
 
 AUTOTUNE = tf.data.AUTOTUNE
 PRECOMPUTE_BUDGET = 1 << 30  # resized float pixels kept in memory up to this many bytes
+CALIBRATION_EPOCH = -1  # the order and augmentation of calibration(): an epoch no run trains
 
 
 class EpochData:
@@ -107,6 +108,13 @@ class EpochData:
         return (tf.data.Dataset.range(first, last)
                 .flat_map(lambda e: self.batches(e, shuffle=True))
                 .prefetch(AUTOTUNE))
+
+    def calibration(self, images: int) -> tf.data.Dataset:
+        """About ``images`` training images (at most one epoch's) in batches as training sees
+        them (shuffled, augmented, mixed), the same batches at every call: what precise BN
+        computes its statistics from (precise_bn.py)."""
+        take = math.ceil(max(1, images) / self.batch_size)
+        return self.batches(CALIBRATION_EPOCH, shuffle=True).take(take).prefetch(AUTOTUNE)
 
     def once(self) -> tf.data.Dataset:
         """Every image once, in order, unaugmented (validation, evaluation)."""

@@ -277,12 +277,10 @@ def train(cfg: TrainConfig) -> dict:
     log(f"epochs: {plan.epochs} ({plan.reason})")
     feed = EpochData(train_data, spec, cfg.batch_size, augment, pca, cfg.seed, cfg.mix)
     val_ds = EpochData(val_data, spec, cfg.batch_size).once() if val_data is not None else None
-    # Precise BN (see precise_bn.py) from the first PRECISE_BN_IMAGES training images,
-    # unaugmented; validation then runs in the callback with those statistics. Under a
-    # strategy every worker does both on its own copy of the (synchronised) model.
-    calib = EpochData(train_data.subset(np.arange(min(len(train_data), PRECISE_BN_IMAGES))), spec,
-                      min(cfg.batch_size, 256)).once()
-    precise_bn = PreciseBNValidation(calib, val_ds)
+    # Precise BN (see precise_bn.py) from PRECISE_BN_IMAGES training images as training sees
+    # them (augmented, mixed); validation then runs in the callback with those statistics.
+    # Under a strategy every worker does both on its own copy of the (synchronised) model.
+    precise_bn = PreciseBNValidation(feed.calibration(PRECISE_BN_IMAGES), val_ds)
     # Workers other than the chief checkpoint into a private temporary directory.
     work_dir = run_dir if chief else Path(tempfile.mkdtemp(prefix="edgekit-worker-"))
     t_start = time.perf_counter()
