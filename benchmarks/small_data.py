@@ -179,7 +179,11 @@ def markdown(doc: dict) -> str:
              "Wall times are of `edgekit train` on a shared, contended 2-core machine (nice 5; load average "
              "at the end of each run in the JSON): indicative only. A recipe marked \"(batch auto before 16)\" "
              "ran when `--batch-size auto` chose among 128, 64 and 32 (or before it existed, at 128); its command "
-             "now trains at batch 16 on these sets, as the unmarked rows of the same recipe did.", ""]
+             "now trains at batch 16 on these sets, as the unmarked rows of the same recipe did. Precise BN took its "
+             "statistics from unaugmented training images until 2026-12-07 (eb5ce7d) and from augmented training "
+             "batches since (edgekit/train/precise_bn.py, benchmarks/results/bn_statistics.md): only the rows whose "
+             "recipe ends in \"bnaug\" were trained with the latter, so the other MobileNetV2 rows, the default's "
+             "included, are what the earlier code gave.", ""]
     for name, ds in doc["datasets"].items():
         lines += [f"## {name}: {ds['source']} ({ds['images']['train']} train, {ds['images']['test']} test)", "",
                   "| recipe | command | test accuracy | epochs (planned / trained / best) | wall time |",
