@@ -36,9 +36,9 @@ DEFAULT_AUGMENT = "crop,scale"
                    "(lr_find.png in the run folder).")
 @click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
               help="Label smoothing of the cross-entropy (0: off).")
-@click.option("--ema", default="off", show_default=True, metavar="MOMENTUM|auto|off",
+@click.option("--ema", default="auto", show_default=True, metavar="MOMENTUM|auto|off",
               help="Validate, keep and save a moving average of the weights (Polyak averaging): its momentum, "
-                   "or auto (averages over the last 5% of the steps).")
+                   "auto (averages over the last 5% of each phase's steps) or off.")
 @click.option("--mixup", type=click.FloatRange(0), default=0.0, show_default=True, metavar="ALPHA",
               help="mixup: train on blends of two images and their labels, weights ~ Beta(ALPHA, ALPHA) (0: off).")
 @click.option("--cutmix", type=click.FloatRange(0), default=0.0, show_default=True, metavar="ALPHA",

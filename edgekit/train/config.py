@@ -75,7 +75,7 @@ class TrainConfig:
     lr: float | Auto = DEFAULT_LR  # Auto.AUTO: picked by a learning-rate range test (lr_find.py)
     weight_decay: float = 0.05  # AdamW's decoupled decay (x lr per step); 1e-4 left it overfitting
     label_smoothing: float = 0.0
-    ema: float | Auto | None = None  # weight averaging's momentum (averaging.py); AUTO: from the steps; None: off
+    ema: float | Auto | None = AUTO  # weight averaging's momentum (averaging.py); AUTO: from the steps; None: off
     dropout: float | None = None  # rate before the classifier; None: the architecture's own
     mixup: float = 0.0  # Beta concentration of mixup (mixing.py); 0: off
     cutmix: float = 0.0  # Beta concentration of CutMix; 0: off
