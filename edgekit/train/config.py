@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from enum import Enum
 
 from edgekit.data.augment import DEFAULT_AUGMENT
@@ -102,7 +103,7 @@ class TrainConfig:
             if isinstance(getattr(self, name), str) and getattr(self, name).strip().lower() == AUTO.value:
                 object.__setattr__(self, name, AUTO)
         object.__setattr__(self, "ema", parse_ema(self.ema))
-        MixConfig(self.mixup, self.cutmix)  # ValueError naming a bad value
+        self.mix  # builds and keeps the MixConfig: ValueError naming a bad value
         checks = [
             (self.epochs is AUTO or (type(self.epochs) is int and self.epochs >= 1), "epochs", self.epochs,
              f"{AUTO.value} or an integer >= 1"),
@@ -125,7 +126,7 @@ class TrainConfig:
             if not ok:
                 raise ValueError(f"--{name} got {value!r}; expected {expected}")
 
-    @property
+    @cached_property
     def mix(self) -> MixConfig:
         return MixConfig(self.mixup, self.cutmix)
 

@@ -78,13 +78,13 @@ class EpochData:
         else:
             ds = self._element_dataset(tf.data.Dataset.from_tensor_slices(order)).batch(self.batch_size)
         if self.augment is not None:
-            steps = tf.data.Dataset.range(self.steps)
-            config, pca, seed = self.augment, self.pca, self.seed
-            ds = tf.data.Dataset.zip((ds, steps)).map(
-                lambda b, s: (augment_pixels_tf(b[0], config, tf.stack([seed + 7919 * epoch, s]), pca), b[1]),
-                num_parallel_calls=AUTOTUNE, deterministic=True)
+            config, pca = self.augment, self.pca
+            ds = self._per_batch(ds, lambda b, s: (augment_pixels_tf(b[0], config, self._key(epoch, s), pca), b[1]))
         if self.mix is not None and shuffle:
-            ds = self._mixed(ds, epoch)
+            # A stream of its own for each batch: the augmentation's key at step -1 - s.
+            config, classes = self.mix, len(self.data.class_names)
+            ds = self._per_batch(ds, lambda b, s: mix_batch_tf(b[0], tf.one_hot(b[1], classes), config,
+                                                               self._key(epoch, -1 - s)))
         spec = self.spec
         return ds.map(lambda x, y: (normalize_tf(x, spec), y), num_parallel_calls=AUTOTUNE,
                       deterministic=True)
@@ -94,14 +94,14 @@ class EpochData:
         """Whether training batches carry mixed class probabilities instead of integer labels."""
         return self.mix is not None
 
-    def _mixed(self, ds: tf.data.Dataset, epoch: tf.Tensor) -> tf.data.Dataset:
-        # The augmentation's key with step -1 - s: a stream of its own for each batch.
+    def _key(self, epoch: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
+        """The stateless random key of one batch's draws: (seed + 7919 * epoch, step)."""
+        return tf.stack([self.seed + 7919 * epoch, step])
+
+    def _per_batch(self, ds: tf.data.Dataset, fn) -> tf.data.Dataset:
+        """``ds`` mapped by ``fn(batch, step)``, step = the batch's index in its epoch."""
         steps = tf.data.Dataset.range(self.steps)
-        config, seed, classes = self.mix, self.seed, len(self.data.class_names)
-        return tf.data.Dataset.zip((ds, steps)).map(
-            lambda b, s: mix_batch_tf(b[0], tf.one_hot(b[1], classes), config,
-                                      tf.stack([seed + 7919 * epoch, -1 - s])),
-            num_parallel_calls=AUTOTUNE, deterministic=True)
+        return tf.data.Dataset.zip((ds, steps)).map(fn, num_parallel_calls=AUTOTUNE, deterministic=True)
 
     def epochs(self, first: int, last: int) -> tf.data.Dataset:
         """Epochs first..last-1 back to back (for one ``fit`` call with steps_per_epoch)."""

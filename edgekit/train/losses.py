@@ -37,3 +37,11 @@ class SmoothedSparseCrossentropy(keras.losses.Loss):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+def training_loss(label_smoothing: float, mixed: bool) -> keras.losses.Loss | str:
+    """The loss of training batches: integer labels (smoothed or not), or, when ``mixed``
+    (mixing.py), class probabilities under categorical cross-entropy."""
+    if mixed:
+        return keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+    return SmoothedSparseCrossentropy(label_smoothing) if label_smoothing else "sparse_categorical_crossentropy"

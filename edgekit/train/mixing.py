@@ -39,6 +39,11 @@ class MixConfig:
     def enabled(self) -> bool:
         return self.mixup > 0 or self.cutmix > 0
 
+    def describe(self) -> str:
+        """'mixup (alpha 0.2) or cutmix (alpha 1)', or '' when both are off."""
+        return " or ".join(f"{name} (alpha {alpha:g})" for name, alpha in (("mixup", self.mixup),
+                                                                          ("cutmix", self.cutmix)) if alpha)
+
 
 def _beta(alpha: float, seeds: tf.Tensor) -> tf.Tensor:
     """One sample of Beta(alpha, alpha) as the ratio of two Gamma(alpha) samples."""

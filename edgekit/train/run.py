@@ -53,7 +53,7 @@ from .averaging import EpochEMA, ema_momentum, ema_record
 from .config import DEFAULT_LR, TrainConfig, is_imagenet
 from .dataset import EpochData, images_are_grayscale
 from .epochs import AUTO, BestWeights, EpochPlan, as_json, auto_batch_size, plan_epochs, restore_best
-from .losses import SmoothedSparseCrossentropy
+from .losses import training_loss
 from .precise_bn import PreciseBNValidation
 from .report import plot_curves
 from .runstate import (EpochCheckpoint, atomic_save_model, load_checkpoint, read_state, remove_stale_temps,
@@ -132,13 +132,9 @@ def _compile_with(model: keras.Model, schedule, weight_decay: float, label_smoot
                   ema: float | None = None, mixed: bool = False) -> None:
     """AdamW with ``schedule``; ``ema``: the momentum of the weight average it keeps (averaging.py);
     ``mixed``: the batches' labels are mixed class probabilities (mixing.py), not integers."""
-    if mixed:
-        loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
-    else:
-        loss = SmoothedSparseCrossentropy(label_smoothing) if label_smoothing else "sparse_categorical_crossentropy"
     averaging = {"use_ema": True, "ema_momentum": ema} if ema is not None else {}
     model.compile(optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay, **averaging),
-                  loss=loss, metrics=["accuracy"])
+                  loss=training_loss(label_smoothing, mixed), metrics=["accuracy"])
 
 
 class _Throughput(keras.callbacks.Callback):
@@ -268,7 +264,7 @@ def train(cfg: TrainConfig) -> dict:
     log(f"{len(train_data)} training images, {0 if val_data is None else len(val_data)} validation, "
         f"{len(train_data.class_names)} classes; input {spec.size[0]}x{spec.size[1]}x{spec.channels}; "
         f"{strategy.num_replicas_in_sync} replica(s) ({cfg.strategy}); augment: {','.join(augment.enabled) or 'none'}"
-        + _mix_text(cfg))
+        + (f"; mixing: {cfg.mix.describe()}" if cfg.mix.enabled else ""))
     plan = plan_epochs(cfg.epochs, cfg.early_stopping, len(train_data), cfg.batch_size, val_data is not None)
     if state is not None and state["planned_epochs"] != plan.epochs:
         raise ValueError(f"--resume: the checkpoint planned {state['planned_epochs']} epochs, this data and "
@@ -306,11 +302,6 @@ def train(cfg: TrainConfig) -> dict:
         _merge_history_plot(run_dir)
         _finish(run_dir)
     return record.to_dict()
-
-
-def _mix_text(cfg: TrainConfig) -> str:
-    mixes = [f"{name} (alpha {alpha:g})" for name, alpha in (("mixup", cfg.mixup), ("cutmix", cfg.cutmix)) if alpha]
-    return f"; mixing: {' or '.join(mixes)}" if mixes else ""
 
 
 def _batch_size(cfg: TrainConfig, images: int, state: dict | None) -> tuple[TrainConfig, dict]:
