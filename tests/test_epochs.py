@@ -8,7 +8,8 @@ from dataclasses import replace
 import pytest
 
 from edgekit.train import AUTO, TrainConfig, auto_batch_size, auto_epochs, parse_batch_size, parse_epochs, plan_epochs
-from edgekit.train.epochs import BATCH_SIZES, MAX_EPOCHS, MIN_EPOCHS, TARGET_STEPS, auto_patience
+from edgekit.train.epochs import (BATCH_SIZES, MAX_EPOCHS, MIN_EPOCHS, TARGET_STEPS, BestWeights, auto_patience,
+                                  strip_length)
 
 
 @pytest.mark.parametrize("images, batch, epochs", [
@@ -77,6 +78,45 @@ def test_plan_explicit_epochs_are_obeyed():
     assert plan_epochs(7, 2, 3_600, 128, has_val=True).patience == 2
     assert plan_epochs(7, 2, 3_600, 128, has_val=True).watch_from == 0  # as asked: from the start
     assert plan_epochs(7, 2, 3_600, 128, has_val=False).patience is None
+
+
+def _stop_epoch(losses, patience, tmp_path, split=None):
+    """The epoch (from 1) at which BestWeights stops on raw ``losses`` (None: never), run in
+    one go or, with ``split``, through state() as a resumed run would."""
+    import keras
+
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    callbacks = [BestWeights(tmp_path, patience)]
+    callbacks[0].set_model(model)
+    for epoch, loss in enumerate(losses):
+        if epoch == split:
+            callbacks.append(BestWeights(tmp_path, patience, callbacks[-1].state()))
+            callbacks[-1].set_model(model)
+        callbacks[-1].on_epoch_end(epoch, {"val_loss": loss})
+        if getattr(model, "stop_training", False):
+            return epoch + 1
+    return None
+
+
+def test_early_stopping_waits_while_the_loss_comes_down(tmp_path, monkeypatch):
+    """Patience runs out at epoch 8, with the loss falling again (0.6 against 0.9 five epochs
+    before): the run goes on until the loss is above its value a strip (5 epochs) before."""
+    monkeypatch.setattr("edgekit.train.epochs.SMOOTHING", 0.0)  # the raw losses, to read the test
+    losses = [1.0, 0.5, 0.9, 0.9, 0.9, 0.8, 0.7, 0.6, 0.65, 0.7, 0.8, 0.9, 0.95]
+    assert strip_length(6) == 5
+    assert _stop_epoch(losses, 6, tmp_path) == 12  # 0.9 > 0.7 of epoch 7
+    assert _stop_epoch(losses, 6, tmp_path, split=9) == 12  # resumed from the state after epoch 9
+    rising = [1.0, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2]
+    assert _stop_epoch(rising, 6, tmp_path) == 8  # a rising loss stops when patience runs out
+    assert _stop_epoch([1.0, 0.5, 0.9, 0.8, 0.7, 0.6, 0.55, 0.52, 0.51], 6, tmp_path) is None
+
+
+def test_early_stopping_with_short_patience_is_patience_alone(tmp_path, monkeypatch):
+    """With patience <= 5 the strip reaches back to the best epoch, so the stop comes when the
+    patience runs out, as it did before the strip rule."""
+    monkeypatch.setattr("edgekit.train.epochs.SMOOTHING", 0.0)
+    assert [strip_length(p) for p in (1, 3, 5, 20)] == [1, 3, 5, 5]
+    assert _stop_epoch([1.0, 0.5, 0.9, 0.8, 0.7, 0.6], 3, tmp_path) == 5
 
 
 def test_auto_patience():

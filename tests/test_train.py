@@ -486,7 +486,8 @@ def test_cli_says_what_auto_chose_and_which_weights_it_kept(tmp_path, monkeypatc
     assert result.exit_code == 0, result.stderr
     assert "edgekit train: epochs: 14 (64 images at batch 16 = 4 steps per epoch; 3150 epochs reach" in result.stderr
     assert "capped at 14" in result.stderr
-    assert "early stopping on the smoothed val_loss from epoch 8 with patience 3, best weights restored)" in result.stderr
+    assert ("early stopping on the smoothed val_loss from epoch 8 with patience 3, best weights restored; it stops "
+            "only while the loss rises over 3 epochs)") in result.stderr
     meta = json.loads((tmp_path / "run" / "edgekit.json").read_text())
     best = meta["epochs"]["early_stopping"]["best_epoch"]
     assert f"kept the weights of epoch {best} (smoothed validation loss" in result.stdout

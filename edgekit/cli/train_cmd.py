@@ -64,8 +64,9 @@ DEFAULT_AUGMENT = "crop,scale"
 @click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
               help="Seeded validation hold-out when the data has no val split (0: none).")
 @click.option("--early-stopping", type=click.IntRange(0), default=0,
-              help="Stop when the validation loss has not improved for this many epochs and restore the best "
-                   "weights (0: off with --epochs N; with --epochs auto, a fifth of the epochs).")
+              help="Stop when the validation loss has not improved for this many epochs and is rising (over up "
+                   "to 5 epochs), and restore the best weights (0: off with --epochs N; with --epochs auto, a "
+                   "fifth of the epochs).")
 @run_options(("default", "mirrored", "multiworker"), "Continue the interrupted run in --out from its last checkpoint.")
 def train_command(arch, data, out, input_size, channels, alpha, width, depth, epochs, batch_size, lr, label_smoothing, ema, mixup, cutmix,
                   dropout, weight_decay, warmup_epochs, augment,
