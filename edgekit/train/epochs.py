@@ -188,7 +188,7 @@ class BestWeights(keras.callbacks.Callback):
     patience alone stopped (benchmarks/results/small_data.md), eight (all five on sklearn's
     digits, three on a 3,000-image MNIST sample) ended while their loss was falling, keeping
     weights 15-20 epochs older than the annealed ones; the six whose loss rose to the stop
-    would stop at the same epoch (four) or 4-6 epochs later (two).
+    would stop at the same epoch (five) or 6 epochs later (one).
 
     Runs after precise BN and validation, before the epoch checkpoint, which records
     ``state()`` in state.json: a resumed run continues with the same best value, wait count,
