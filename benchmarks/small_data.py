@@ -184,10 +184,12 @@ def markdown(doc: dict) -> str:
              "now trains at batch 16 on these sets, as the unmarked rows of the same recipe did. Precise BN took its "
              "statistics from unaugmented training images until 2026-12-07 (eb5ce7d) and from augmented training "
              "batches since (edgekit/train/precise_bn.py, benchmarks/results/bn_statistics.md), and `--ema auto` "
-             "became the default on the same day: the default's rows are all trained with both (those whose "
-             "command says `--ema auto` ran before it was the default, the same training); every other "
-             "MobileNetV2 row is what the earlier statistics gave, and the default's earlier figures are in the "
-             "last table.", ""]
+             "became the default on the same day, as did early stopping only while the loss rises "
+             "(edgekit/train/epochs.py): the default's rows are all trained with the three (those whose command "
+             "says `--ema auto` ran before it was the default and trained every epoch, where the stopping rules "
+             "agree: the same training); every other row is what the earlier code gave (without averaging "
+             "unless the command says `--ema auto`; those recipes now say `--ema off`), and the default's "
+             "earlier figures are in the last table.", ""]
     for name, ds in doc["datasets"].items():
         lines += [f"## {name}: {ds['source']} ({ds['images']['train']} train, {ds['images']['test']} test)", "",
                   "| recipe | command | test accuracy | epochs (planned / trained / best) | wall time |",
