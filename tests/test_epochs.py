@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from edgekit.train import AUTO, TrainConfig, auto_batch_size, auto_epochs, parse_batch_size, parse_epochs, plan_epochs
@@ -180,3 +182,75 @@ def test_a_run_resolves_and_records_auto_batch_size(sample_npz, tmp_path):
     with pytest.raises(ValueError, match="checkpoint trained at batch size 16, not 32; resume with --batch-size 16 or auto"):
         _batch_size(given, 57, {"config": {"batch_size": 16}})
     assert _batch_size(given, 57, {"config": {"batch_size": 32}})[0].batch_size == 32
+
+
+def test_mcnemar_needs_a_significant_net_difference_on_the_same_images():
+    """McNemar's test (continuity-corrected, 5%): only the images the two disagree on count."""
+    from edgekit.train.epochs import mcnemar
+
+    def pair(b, c, both=90):  # b images only the best got right, c only the current
+        best = np.array([True] * both + [True] * b + [False] * c)
+        return best, np.array([True] * both + [False] * b + [True] * c)
+
+    assert mcnemar(*pair(3, 0)) == (False, 3, 0)  # 3 of 300 images, as on MNIST-5k: noise
+    assert mcnemar(*pair(6, 0)) == (True, 6, 0)  # (6 - 1)^2 / 6 = 4.17 > 3.84
+    assert mcnemar(*pair(20, 10))[0] is False  # (10 - 1)^2 / 30 = 2.7
+    assert mcnemar(*pair(30, 10))[0] is True  # 19^2 / 40 = 9.0
+    assert mcnemar(*pair(0, 9))[0] is False  # the current epoch is the better one
+    with pytest.raises(ValueError, match=r"got \(3,\) and \(4,\) results"):
+        mcnemar(np.ones(3, bool), np.ones(4, bool))
+
+
+def _kept(losses, correct, patience, tmp_path, split=None, rule="significant"):
+    """(stop epoch or None, kept epoch, differ) of BestWeights on raw ``losses`` and per-image
+    results ``correct`` (one array per epoch), in one go or resumed through state() at ``split``."""
+    import keras
+
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    now = {}
+    make = lambda saved=None: BestWeights(tmp_path, patience, saved, 0, rule, lambda: now["correct"])  # noqa: E731
+    callbacks = [make()]
+    callbacks[0].set_model(model)
+    stop = None
+    for epoch, (loss, right) in enumerate(zip(losses, correct)):
+        if epoch == split:
+            callbacks.append(make(json.loads(json.dumps(callbacks[-1].state()))))  # as state.json keeps it
+            callbacks[-1].set_model(model)
+        now["correct"] = np.asarray(right, bool)
+        callbacks[-1].on_epoch_end(epoch, {"val_loss": loss})
+        if getattr(model, "stop_training", False):
+            stop = epoch + 1
+            break
+    best = callbacks[-1]
+    return stop, best.kept_epoch, best.differ, best.state()["restore"]
+
+
+# Epoch 2 has the lowest loss; the loss then rises. On 100 validation images, epoch 2 gets the
+# first 96 right; later epochs 95 (two of those wrong, another image right), or, when worse, 80.
+RISING = [1.0, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1]
+CLOSE = [np.arange(100) < 96] * 2 + [(np.arange(100) < 94) | (np.arange(100) == 99)] * 6
+WORSE = [np.arange(100) < 96] * 2 + [np.arange(100) < 80] * 6
+
+
+def test_early_stopping_keeps_the_last_weights_unless_the_best_are_significantly_better(tmp_path, monkeypatch):
+    monkeypatch.setattr("edgekit.train.epochs.SMOOTHING", 0.0)
+    assert _kept(RISING, CLOSE, 3, tmp_path) == (None, 8, [2, 1], False)  # 2 vs 1 images: not significant
+    assert _kept(RISING, CLOSE, 3, tmp_path, split=5) == (None, 8, [2, 1], False)  # the same when resumed
+    assert _kept(RISING, WORSE, 3, tmp_path) == (5, 2, [16, 0], True)  # stops when patience runs out
+    assert _kept(RISING, WORSE, 3, tmp_path, split=3) == (5, 2, [16, 0], True)
+    # --restore best: the loss alone, as classic early stopping.
+    assert _kept(RISING, CLOSE, 3, tmp_path, rule="best") == (5, 2, None, True)
+
+
+def test_restore_best_follows_the_recorded_decision(tmp_path):
+    import keras
+
+    from edgekit.train.epochs import restore_best
+
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    (tmp_path / "checkpoints").mkdir()
+    model.save_weights(tmp_path / "checkpoints" / "best-002.weights.h5")
+    saved = {"file": "best-002.weights.h5", "best_epoch": 2}
+    assert restore_best(model, tmp_path, {**saved, "restore": False}) is None
+    assert restore_best(model, tmp_path, {**saved, "restore": True}) == 2
+    assert restore_best(model, tmp_path, saved) == 2  # a state.json from before the rule: as before

@@ -35,7 +35,7 @@ TRAIN = ["train", "lenet5", "--data", str(SAMPLE), "--epochs", str(EPOCHS), "--b
          "--limit", "64"]
 # --epochs auto (the default): 100 planned, early stopping with patience 3 ends it after ~10.
 TRAIN_AUTO = ["train", "lenet5", "--data", str(SAMPLE), "--batch-size", "16", "--limit", "64",
-              "--early-stopping", "3", "--lr", "0.01"]
+              "--early-stopping", "3", "--lr", "0.01", "--restore", "best"]
 EXPORT = ["--format", "tflite,onnx", "--quantize", "fp32,int8", "--num-validation", "20",
           "--num-calibration", "20"]
 POLL_S = 0.005

@@ -61,8 +61,10 @@ def test_resume_equals_uninterrupted(sample_npz, tmp_path, monkeypatch):
 
 
 # --epochs auto: 64 images at batch 16 plan MAX_EPOCHS; early stopping watches from epoch 51,
-# patience 3 stops the run a few epochs later.
-AUTO_RUN = dict(epochs="auto", limit=64, batch_size=16, early_stopping=3, augment="crop,scale", lr=1e-2)
+# patience 3 stops the run a few epochs later. --restore best: on 6 validation images no epoch is
+# significantly better than another, so the default rule would never stop (tested below).
+AUTO_RUN = dict(epochs="auto", limit=64, batch_size=16, early_stopping=3, augment="crop,scale", lr=1e-2,
+                restore="best")
 
 
 def _val_loss(run, data):
@@ -104,6 +106,24 @@ def test_auto_epochs_stop_early_and_restore_the_best_weights(sample_npz, auto_ru
     assert _val_loss(run, sample_npz) == pytest.approx(losses[best], rel=1e-4)
     assert abs(losses[-1] - losses[best]) > 1e-3
     assert json.loads((run / "edgekit.json").read_text())["epochs"] == record
+
+
+def test_auto_default_rule_keeps_the_last_weights_unless_the_best_are_significantly_better(sample_npz, tmp_path,
+                                                                                           auto_run):
+    """The run auto_run stops (--restore best) under the default --restore significant: on its 6
+    validation images no epoch is significantly better than another, so it trains every epoch
+    and writes the last weights, not the lowest-loss epoch's."""
+    _, reference = auto_run
+    meta = train(_cfg(sample_npz, tmp_path / "run", **{**AUTO_RUN, "restore": "significant"}))
+    stop, losses = meta["epochs"]["early_stopping"], meta["history"]["val_loss"]
+    np.testing.assert_allclose(losses[:len(reference["history"]["val_loss"])], reference["history"]["val_loss"],
+                               rtol=1e-5)  # the same run up to where the loss alone stopped it
+    assert stop["stopped_at"] is None and len(losses) == 100 and "best_correct" not in stop
+    assert stop["restore"] is False and stop["kept_epoch"] == stop["last_epoch"] == 100 > stop["best_epoch"]
+    b, c = stop["differ"]
+    assert b + c <= meta["data"]["validation_images"]
+    assert _val_loss(tmp_path / "run", sample_npz) == pytest.approx(losses[-1], rel=1e-4)
+    assert abs(losses[-1] - losses[stop["best_epoch"] - 1]) > 1e-3
 
 
 def test_auto_resume_after_kill_equals_uninterrupted(sample_npz, tmp_path, monkeypatch, auto_run):
@@ -486,8 +506,9 @@ def test_cli_says_what_auto_chose_and_which_weights_it_kept(tmp_path, monkeypatc
     assert result.exit_code == 0, result.stderr
     assert "edgekit train: epochs: 14 (64 images at batch 16 = 4 steps per epoch; 3150 epochs reach" in result.stderr
     assert "capped at 14" in result.stderr
-    assert ("early stopping on the smoothed val_loss from epoch 8 with patience 3, best weights restored; it stops "
-            "only while the loss rises over 3 epochs)") in result.stderr
+    assert ("early stopping on the smoothed val_loss from epoch 8 with patience 3: it stops only while the loss "
+            "rises over 3 epochs and the lowest-loss epoch's weights are significantly better on the validation "
+            "images (McNemar's test), and keeps those only then, else the last epoch's)") in result.stderr
     meta = json.loads((tmp_path / "run" / "edgekit.json").read_text())
     best = meta["epochs"]["early_stopping"]["best_epoch"]
     assert f"kept the weights of epoch {best} (smoothed validation loss" in result.stdout

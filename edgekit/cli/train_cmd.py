@@ -27,7 +27,7 @@ DEFAULT_AUGMENT = "crop,scale"
 @click.option("--depth", type=float, default=None, help="Depth multiplier (EfficientNet B and Lite).")
 @click.option("--epochs", default="auto", show_default=True,
               help="An epoch count, or auto: from the number of images (about 12,600 optimizer steps, "
-                   "10 to 100 epochs), stopping early on the validation loss with the best weights restored.")
+                   "10 to 100 epochs), with early stopping on the validation loss (see --early-stopping, --restore).")
 @click.option("--batch-size", default="auto", show_default=True,
               help="Images per optimizer step, or auto: 128, or 64, 32 or 16 on small data so that the epochs "
                    "reach about 12,600 steps.")
@@ -65,13 +65,17 @@ DEFAULT_AUGMENT = "crop,scale"
               help="Seeded validation hold-out when the data has no val split (0: none).")
 @click.option("--early-stopping", type=click.IntRange(0), default=0,
               help="Stop when the validation loss has not improved for this many epochs and is rising (over up "
-                   "to 5 epochs), and restore the best weights (0: off with --epochs N; with --epochs auto, a "
-                   "fifth of the epochs).")
+                   "to 5 epochs), and the lowest-loss epoch's weights are better (see --restore) (0: off with "
+                   "--epochs N; with --epochs auto, a fifth of the epochs).")
+@click.option("--restore", type=click.Choice(["significant", "best"]), default="significant", show_default=True,
+              help="Which weights a run with early stopping keeps: significant (the lowest-loss epoch's only when "
+                   "they are significantly better on the validation images than the last epoch's, by McNemar's "
+                   "test, and it stops early only then; else the last epoch's) or best (the lowest-loss epoch's).")
 @run_options(("default", "mirrored", "multiworker"), "Continue the interrupted run in --out from its last checkpoint.")
 def train_command(arch, data, out, input_size, channels, alpha, width, depth, epochs, batch_size, lr, label_smoothing, ema, mixup, cutmix,
                   dropout, weight_decay, warmup_epochs, augment,
                   weights, freeze, fine_tune_epochs, mixed_precision, split,
-                  val_fraction, early_stopping, strategy, resume, limit, seed, as_json):
+                  val_fraction, early_stopping, restore, strategy, resume, limit, seed, as_json):
     """Train ARCH (a zoo name) on labelled images; write the run to --out."""
     quiet_tensorflow()
     with stdout_to_stderr(as_json):
@@ -87,15 +91,19 @@ def train_command(arch, data, out, input_size, channels, alpha, width, depth, ep
                           weights=weights, freeze=run_checked(FreezeSpec.parse, freeze),
                           fine_tune_epochs=fine_tune_epochs, mixed_precision=mixed_precision,
                           strategy=strategy, resume=resume, split=split, val_fraction=val_fraction,
-                          early_stopping=early_stopping, limit=limit, seed=seed)
+                          early_stopping=early_stopping, restore=restore, limit=limit, seed=seed)
         meta = run_checked(train, cfg)
     if as_json:
         emit_json(meta)
         return
     final = meta["final"]
     stop = meta["epochs"]["early_stopping"] or {}
-    kept = (f"; kept the weights of epoch {stop['best_epoch']} (smoothed validation loss {stop['best']:.4f})"
-            if stop.get("best_epoch") else "")
+    kept_epoch = stop.get("kept_epoch", stop.get("best_epoch"))
+    kept = ""
+    if kept_epoch and kept_epoch == stop.get("best_epoch"):
+        kept = f"; kept the weights of epoch {kept_epoch} (smoothed validation loss {stop['best']:.4f})"
+    elif kept_epoch:
+        kept = f"; kept the weights of the last epoch, {kept_epoch}"
     click.echo(f"trained {arch} on {meta['data']['images']} images in {meta['wall_seconds_this_invocation']} s "
                f"({meta['images_per_second_median'] or 0:.0f} images/s); last epoch's accuracy "
                f"{final.get('accuracy', float('nan')):.4f}, validation "

@@ -10,7 +10,7 @@ from enum import Enum
 from edgekit.data.augment import DEFAULT_AUGMENT
 
 from .averaging import parse_ema
-from .epochs import AUTO, Auto, as_json
+from .epochs import AUTO, RESTORE_RULES, Auto, as_json
 from .mixing import MixConfig
 
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -94,6 +94,7 @@ class TrainConfig:
     split: str = "train"
     bn_momentum: float = 0.99
     early_stopping: int = 0  # patience in epochs on the validation loss (0: off, or auto's own with --epochs auto)
+    restore: str = RESTORE_RULES[0]  # which epoch's weights early stopping keeps (epochs.BestWeights)
     limit: int | None = None  # use only the first N training images (quick runs)
     tensorboard: bool = True
 
@@ -108,6 +109,7 @@ class TrainConfig:
             (self.epochs is AUTO or (type(self.epochs) is int and self.epochs >= 1), "epochs", self.epochs,
              f"{AUTO.value} or an integer >= 1"),
             (self.early_stopping >= 0, "early-stopping", self.early_stopping, "an integer >= 0"),
+            (self.restore in RESTORE_RULES, "restore", self.restore, f"one of {', '.join(RESTORE_RULES)}"),
             (self.batch_size is AUTO or (type(self.batch_size) is int and self.batch_size >= 1), "batch-size",
              self.batch_size, f"{AUTO.value} or an integer >= 1"),
             (self.lr_auto or (math.isfinite(self.lr) and self.lr > 0), "lr", self.lr, "a number > 0 or auto"),

@@ -69,12 +69,14 @@ def recompute_batchnorm(model: keras.Model, batches, forward=None) -> int:
 class PreciseBNValidation(keras.callbacks.Callback):
     """At each epoch end: precise BN statistics from ``calib`` batches, then validation
     metrics (val_loss, val_accuracy) measured with them, written into the epoch's logs
-    before the CSV logger, early stopping and the checkpoint see them."""
+    before the CSV logger, early stopping and the checkpoint see them; ``correct`` keeps which
+    validation images (in order) the epoch got right, for early stopping's McNemar test."""
 
     def __init__(self, calib_batches, val_ds=None):
         super().__init__()
         self.calib, self.val = calib_batches, val_ds
         self._forward = None
+        self.correct: np.ndarray | None = None
 
     def _compiled_forward(self):
         """The model in training mode as one tf.function: the eager call costs ~10x more, which
@@ -92,12 +94,13 @@ class PreciseBNValidation(keras.callbacks.Callback):
         if self.val is not None and logs is not None:
             # The loss function, not a Loss object: under a tf.distribute strategy's scope a
             # Loss object divides by the number of replicas (it expects per-replica sums).
-            total, correct, loss_sum = 0, 0, 0.0
+            right, loss_sum = [], 0.0
             for x, y in self.val:
                 p = self.model(x, training=False)
                 y = np.asarray(y)
                 loss_sum += float(np.sum(keras.losses.sparse_categorical_crossentropy(y, p)))
-                correct += int((np.asarray(p).argmax(axis=1) == y).sum())
-                total += len(y)
+                right.append(np.asarray(p).argmax(axis=1) == y)
+            self.correct = np.concatenate(right) if right else None
+            total = len(self.correct) if right else 0
             logs["val_loss"] = loss_sum / total
-            logs["val_accuracy"] = correct / total
+            logs["val_accuracy"] = float(self.correct.sum()) / total

@@ -265,7 +265,8 @@ def train(cfg: TrainConfig) -> dict:
         f"{len(train_data.class_names)} classes; input {spec.size[0]}x{spec.size[1]}x{spec.channels}; "
         f"{strategy.num_replicas_in_sync} replica(s) ({cfg.strategy}); augment: {','.join(augment.enabled) or 'none'}"
         + (f"; mixing: {cfg.mix.describe()}" if cfg.mix.enabled else ""))
-    plan = plan_epochs(cfg.epochs, cfg.early_stopping, len(train_data), cfg.batch_size, val_data is not None)
+    plan = plan_epochs(cfg.epochs, cfg.early_stopping, len(train_data), cfg.batch_size, val_data is not None,
+                       cfg.restore)
     if state is not None and state["planned_epochs"] != plan.epochs:
         raise ValueError(f"--resume: the checkpoint planned {state['planned_epochs']} epochs, this data and "
                          f"config give {plan.epochs}; resume with the data and options of the interrupted run")
@@ -292,7 +293,7 @@ def train(cfg: TrainConfig) -> dict:
     record = _record(cfg, model, spec, train_data, val_data, history, wall, transfer_info, strategy)
     if lr_record is not None:
         record.extra["lr_find"] = lr_record
-    record.extra["epochs"] = {**plan.to_dict(), "early_stopping": stopping}
+    record.extra["epochs"] = {**plan.to_dict(), "early_stopping": stopping_record(stopping)}
     record.extra["batch_size"] = batch_record
     planned = _phases(plan.epochs, cfg.fine_tune_epochs, None)
     record.extra["ema"] = ema_record(cfg.ema, {phase: feed.steps * (last - first) for phase, first, last in planned})
@@ -383,6 +384,8 @@ def _resumed_model(run_dir: Path, state: dict, train_done: bool) -> keras.Model:
         best_epoch = restore_best(model, run_dir, state.get("early_stopping"))
         if best_epoch is not None:
             log(f"restored the weights of epoch {best_epoch} (lowest smoothed validation loss)")
+        elif state.get("early_stopping"):
+            log(f"kept the weights of the last epoch, {state['early_stopping'].get('kept_epoch')}")
     return model
 
 
@@ -417,7 +420,7 @@ def _run_phases(cfg: TrainConfig, plan: EpochPlan, strategy, run_dir: Path, work
         best = None
         if phase == "train" and plan.patience:
             best = BestWeights(work_dir, plan.patience, saved_stop if state and state["phase"] == "train" else None,
-                               plan.watch_from)
+                               plan.watch_from, cfg.restore, lambda: precise_bn.correct)
         begin = max(first, start)
         data = feed.epochs(begin, last)
         extra = {"planned_epochs": plan.epochs, **({"early_stopping": stopping} if phase != "train" else {})}
@@ -443,15 +446,29 @@ def _run_phases(cfg: TrainConfig, plan: EpochPlan, strategy, run_dir: Path, work
 
 
 def _end_of_training(model: keras.Model, best: BestWeights, run_dir: Path, work_dir: Path) -> dict:
-    """Say whether training stopped early and put the best epoch's weights back; return the
-    early-stopping record for the metadata."""
+    """Say whether training stopped early and which epoch's weights it keeps, and put the best
+    epoch's weights back where the rule says so; return the early-stopping state."""
     if best.stopped_at is not None:
-        log(f"stopped early after epoch {best.stopped_at}: no lower smoothed validation loss in {best.patience} epochs")
+        log(f"stopped early after epoch {best.stopped_at}: no lower smoothed validation loss in {best.patience} "
+            "epochs, the loss rising" + (f" and epoch {best.best_epoch}'s weights significantly better"
+                                         if best.differ else ""))
     # A worker resumed after the best epoch finds its weights in the chief's run folder.
     record = best.state()
+    differ = (f"; of the validation images the two disagree on, epoch {best.best_epoch}'s got {best.differ[0]} right, "
+              f"epoch {best.last_epoch}'s {best.differ[1]}" if best.differ else "")
     if restore_best(model, work_dir if best.file_in(work_dir) else run_dir, record) is not None:
-        log(f"restored the weights of epoch {best.best_epoch} (lowest smoothed validation loss {best.best:.4f})")
+        log(f"restored the weights of epoch {best.best_epoch} (lowest smoothed validation loss {best.best:.4f}){differ}")
+    elif best.best_epoch is not None and best.best_epoch == best.last_epoch:
+        log(f"kept the weights of the last epoch, {best.last_epoch} (lowest smoothed validation loss {best.best:.4f})")
+    elif best.best_epoch is not None:
+        log(f"kept the weights of the last epoch, {best.last_epoch}: epoch {best.best_epoch}'s (lowest smoothed "
+            f"validation loss {best.best:.4f}) are not significantly better (McNemar's test){differ}")
     return record
+
+
+def stopping_record(state: dict | None) -> dict | None:
+    """Early stopping's state as edgekit.json records it: without the per-image results."""
+    return None if state is None else {k: v for k, v in state.items() if k != "best_correct"}
 
 
 def _enter_phase(model: keras.Model, cfg: TrainConfig, phase: str, steps: int, epoch_steps: int) -> None:
