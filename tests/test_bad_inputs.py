@@ -249,6 +249,8 @@ ARGUMENTS = {
                              "--batch-size got '0'; expected auto or an integer >= 1"),
     "train --ema 1": (["train", "lenet5", "--data", "{labels}", "--out", "{work}/out", "--ema", "1"],
                       "--ema got '1'; expected off, auto or a momentum in (0, 1)"),
+    "train --restore last": (["train", "lenet5", "--data", "{labels}", "--out", "{work}/out", "--restore", "last"],
+                             "--restore"),
     "train --mixup -1": (["train", "lenet5", "--data", "{labels}", "--out", "{work}/out", "--mixup", "-1"],
                          "--mixup"),
     "train --cutmix inf": (["train", "lenet5", "--data", "{labels}", "--out", "{work}/out", "--cutmix", "inf"],
