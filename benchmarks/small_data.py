@@ -172,6 +172,7 @@ def run_recipe(name: str, data: Path, out: Path, seed: int = 0) -> dict:
             "test_accuracy": result["accuracy"], "test_images": result["images"], "train_seconds": round(seconds, 1),
             "epochs_planned": epochs.get("epochs"), "epochs_trained": len(meta["history"].get("loss", [])),
             "best_epoch": (epochs.get("early_stopping") or {}).get("best_epoch"),
+            "kept_epoch": (epochs.get("early_stopping") or {}).get("kept_epoch"),
             "load_average": os.getloadavg()[0]}
 
 
@@ -192,10 +193,10 @@ def markdown(doc: dict) -> str:
              "earlier figures are in the last table.", ""]
     for name, ds in doc["datasets"].items():
         lines += [f"## {name}: {ds['source']} ({ds['images']['train']} train, {ds['images']['test']} test)", "",
-                  "| recipe | command | test accuracy | epochs (planned / trained / best) | wall time |",
+                  "| recipe | command | test accuracy | epochs (planned / trained / kept) | wall time |",
                   "|---|---|---|---|---|"]
         for recipe, r in ds["runs"].items():
-            ep = f"{r['epochs_planned'] or '-'} / {r['epochs_trained']} / {r['best_epoch'] or '-'}"
+            ep = f"{r['epochs_planned'] or '-'} / {r['epochs_trained']} / {_kept(r)}"
             lines.append(f"| {recipe} | `{r['command']}` | {r['test_accuracy'] * 100:.2f}% | {ep} | "
                          f"{r['train_seconds']:.0f} s |")
         verdict = ds.get("verdict")
@@ -205,13 +206,19 @@ def markdown(doc: dict) -> str:
     superseded = doc.get("superseded", [])
     if superseded:  # earlier versions of the default, kept for what they showed
         lines += ["## The default recipe under earlier versions of its defaults", "",
-                  "| dataset | version | test accuracy | epochs (planned / trained / best) | wall time |",
+                  "| dataset | version | test accuracy | epochs (planned / trained / kept) | wall time |",
                   "|---|---|---|---|---|"]
         for r in superseded:
             lines.append(f"| {r['dataset']} | {r['version']} | {r['test_accuracy'] * 100:.2f}% | "
-                         f"{r['epochs_planned']} / {r['epochs_trained']} / {r['best_epoch']} | {r['train_seconds']:.0f} s |")
+                         f"{r['epochs_planned']} / {r['epochs_trained']} / {_kept(r)} | {r['train_seconds']:.0f} s |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _kept(r: dict) -> str:
+    """The epoch whose weights a run wrote: recorded since --restore; before, the best epoch's
+    were always restored (or the last, with no early stopping)."""
+    return str(r.get("kept_epoch") or r.get("best_epoch") or "-")
 
 
 def recipe_means(runs: dict) -> dict[str, tuple[float, int]]:
