@@ -190,7 +190,10 @@ def markdown(doc: dict) -> str:
              "says `--ema auto` ran before it was the default and trained every epoch, where the stopping rules "
              "agree: the same training); every other row is what the earlier code gave (without averaging "
              "unless the command says `--ema auto`; those recipes now say `--ema off`), and the default's "
-             "earlier figures are in the last table.", ""]
+             "earlier figures are in the last table. The default's rows kept the lowest-loss epoch's weights "
+             "(`--restore best`, then the only rule); since `--restore significant` became the default (later on "
+             "2026-12-07) a run keeps them only when they are significantly better on the validation images than "
+             "the last epoch's: what that changes on these runs is in benchmarks/results/stopping_rules.md.", ""]
     for name, ds in doc["datasets"].items():
         lines += [f"## {name}: {ds['source']} ({ds['images']['train']} train, {ds['images']['test']} test)", "",
                   "| recipe | command | test accuracy | epochs (planned / trained / kept) | wall time |",

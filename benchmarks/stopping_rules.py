@@ -28,6 +28,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+RULES = ("significant", "best")  # as edgekit.train.epochs.RESTORE_RULES (checked in replay)
 
 
 def _val_correct(run: Path, record: dict, data: str, epochs: list[int]) -> dict[int, np.ndarray]:
@@ -58,6 +59,8 @@ def replay(run: Path, data: str) -> dict:
 
     from edgekit.train.epochs import AUTO, RESTORE_RULES, BestWeights, plan_epochs
 
+    assert tuple(RESTORE_RULES) == RULES, RESTORE_RULES
+
     record = json.loads((run / "edgekit.json").read_text())
     curve = {r["epoch"]: r for r in json.loads((run / "epoch_curve.json").read_text())["rows"]}
     history = list(csv.DictReader(open(run / "history.csv")))
@@ -70,11 +73,11 @@ def replay(run: Path, data: str) -> dict:
         sys.exit(f"stopping_rules: {run} has no test score for epochs {missing[:5]}...; rerun epoch_curve.py "
                  f"with --from-epoch {plan.watch_from + 1} or lower")
     correct = _val_correct(run, record, data, watched)
-    result = {"run": str(run), "command": json.loads((run / "epoch_curve.json").read_text())["command"],
+    result = {"run": str(run), "data": data, "command": json.loads((run / "epoch_curve.json").read_text())["command"],
               "patience": plan.patience, "watch_from": plan.watch_from, "epochs": plan.epochs,
               "last_epoch_test_accuracy": curve[plan.epochs]["test_accuracy"], "rules": {}}
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
-    for rule in RESTORE_RULES:
+    for rule in RULES:
         now = {}
         with tempfile.TemporaryDirectory() as tmp:
             best = BestWeights(Path(tmp), plan.patience, None, plan.watch_from, rule, lambda: now.get("correct"))
@@ -107,6 +110,15 @@ def markdown(results: list[dict]) -> str:
             lines.append(f"| {r['command']} | {rule} | {k['stopped_at'] or '-'} | {k['best_epoch']} | {k['kept_epoch']} "
                          f"| {differ} | {k['val_accuracy'] * 100:.2f}% | {k['test_accuracy'] * 100:.2f}% | "
                          f"{r['last_epoch_test_accuracy'] * 100:.2f}% |")
+    lines += ["", "Mean test accuracy per data set and rule:", "", "| data | runs | " +
+              " | ".join(RULES) + " | last epoch |", "|---|---|" + "---|" * (len(RULES) + 1)]
+    by_data: dict[str, list[dict]] = {}
+    for r in results:
+        by_data.setdefault(r["data"], []).append(r)
+    for data, runs in by_data.items():
+        means = [np.mean([r["rules"][rule]["test_accuracy"] for r in runs]) * 100 for rule in RULES]
+        last = np.mean([r["last_epoch_test_accuracy"] for r in runs]) * 100
+        lines.append(f"| {data} | {len(runs)} | " + " | ".join(f"{m:.2f}%" for m in means) + f" | {last:.2f}% |")
     return "\n".join(lines) + "\n"
 
 
