@@ -28,7 +28,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-RULES = ("significant", "best")  # as edgekit.train.epochs.RESTORE_RULES (checked in replay)
+from edgekit.stopping import RESTORE_RULES as RULES  # noqa: E402 (after the path insert; imports no Keras)
 
 
 def _val_correct(run: Path, record: dict, data: str, epochs: list[int]) -> dict[int, np.ndarray]:
@@ -52,14 +52,12 @@ def _val_correct(run: Path, record: dict, data: str, epochs: list[int]) -> dict[
 
 
 def replay(run: Path, data: str) -> dict:
-    """What each rule of RESTORE_RULES keeps on RUN (an epoch_curve.py output folder)."""
+    """What each rule of RULES (RESTORE_RULES) keeps on RUN (an epoch_curve.py output folder)."""
     import csv
 
     import keras
 
-    from edgekit.train.epochs import AUTO, RESTORE_RULES, BestWeights, plan_epochs
-
-    assert tuple(RESTORE_RULES) == RULES, RESTORE_RULES
+    from edgekit.train.epochs import AUTO, BestWeights, plan_epochs
 
     record = json.loads((run / "edgekit.json").read_text())
     curve = {r["epoch"]: r for r in json.loads((run / "epoch_curve.json").read_text())["rows"]}

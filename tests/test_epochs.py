@@ -202,8 +202,15 @@ def test_mcnemar_needs_a_significant_net_difference_on_the_same_images():
 
 
 def _kept(losses, correct, patience, tmp_path, split=None, rule="significant"):
-    """(stop epoch or None, kept epoch, differ) of BestWeights on raw ``losses`` and per-image
-    results ``correct`` (one array per epoch), in one go or resumed through state() at ``split``."""
+    """(stop epoch or None, kept epoch, differ, restore) of BestWeights on raw ``losses`` and
+    per-image results ``correct`` (one array per epoch), in one go or resumed through state() at
+    ``split``."""
+    stop, best = _watch(losses, correct, patience, tmp_path, split, rule)
+    return stop, best.kept_epoch, best.differ, best.state()["restore"]
+
+
+def _watch(losses, correct, patience, tmp_path, split=None, rule="significant"):
+    """(stop epoch or None, the BestWeights at the end) on ``losses`` and ``correct``."""
     import keras
 
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
@@ -221,8 +228,7 @@ def _kept(losses, correct, patience, tmp_path, split=None, rule="significant"):
         if getattr(model, "stop_training", False):
             stop = epoch + 1
             break
-    best = callbacks[-1]
-    return stop, best.kept_epoch, best.differ, best.state()["restore"]
+    return stop, callbacks[-1]
 
 
 # Epoch 2 has the lowest loss; the loss then rises. On 100 validation images, epoch 2 gets the
@@ -240,6 +246,26 @@ def test_early_stopping_keeps_the_last_weights_unless_the_best_are_significantly
     assert _kept(RISING, WORSE, 3, tmp_path, split=3) == (5, 2, [16, 0], True)
     # --restore best: the loss alone, as classic early stopping.
     assert _kept(RISING, CLOSE, 3, tmp_path, rule="best") == (5, 2, None, True)
+
+
+def test_kept_weights_says_which_epoch_and_why(tmp_path, monkeypatch):
+    from edgekit.stopping import kept_weights, stopping_record
+
+    monkeypatch.setattr("edgekit.train.epochs.SMOOTHING", 0.0)
+    state = _watch(RISING, CLOSE, 3, tmp_path)[1].state()
+    assert kept_weights(state) == ("kept the weights of the last epoch, 8: epoch 2's (lowest smoothed validation loss "
+                                   "0.5000) are not significantly better (McNemar's test); of the validation images "
+                                   "the two disagree on, epoch 2's got 2 right, epoch 8's 1")
+    assert kept_weights(stopping_record(state)) == kept_weights(state)  # edgekit.json's record says the same
+    assert "best_correct" in state and "best_correct" not in stopping_record(state)
+    state = _watch(RISING, WORSE, 3, tmp_path)[1].state()
+    assert kept_weights(state) == ("restored the weights of epoch 2 (lowest smoothed validation loss 0.5000); of the "
+                                   "validation images the two disagree on, epoch 2's got 16 right, epoch 5's 0")
+    state = _watch([1.0, 0.9, 0.8], [np.ones(4, bool)] * 3, 3, tmp_path)[1].state()
+    assert kept_weights(state) == "kept the weights of the last epoch, 3 (lowest smoothed validation loss 0.8000)"
+    old = {"best": 0.25, "best_epoch": 4, "file": "best-004.weights.h5", "wait": 3}  # state.json before --restore
+    assert kept_weights(old) == "restored the weights of epoch 4 (lowest smoothed validation loss 0.2500)"
+    assert kept_weights(None) is None and kept_weights({"best_epoch": None}) is None
 
 
 def test_restore_best_follows_the_recorded_decision(tmp_path):

@@ -510,8 +510,10 @@ def test_cli_says_what_auto_chose_and_which_weights_it_kept(tmp_path, monkeypatc
             "rises over 3 epochs and the lowest-loss epoch's weights are significantly better on the validation "
             "images (McNemar's test), and keeps those only then, else the last epoch's)") in result.stderr
     meta = json.loads((tmp_path / "run" / "edgekit.json").read_text())
-    best = meta["epochs"]["early_stopping"]["best_epoch"]
-    assert f"kept the weights of epoch {best} (smoothed validation loss" in result.stdout
+    stop = meta["epochs"]["early_stopping"]
+    assert stop["kept_epoch"] == stop["best_epoch"] == stop["last_epoch"] == 14  # the loss still falling at the cap
+    assert (f"; kept the weights of the last epoch, 14 (lowest smoothed validation loss {stop['best']:.4f}); wrote"
+            in result.stdout)
 
 
 # --ema: 270 images at batch 32 = 9 steps an epoch.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from edgekit.run_record import MODEL, RECORD
+from edgekit.stopping import RESTORE_RULES, kept_weights
 
 from .common import (emit_json, native_stderr_silenced, quiet_missing_glyphs, quiet_tensorflow, run_checked,
                      run_options, stdout_to_stderr)
@@ -67,7 +68,7 @@ DEFAULT_AUGMENT = "crop,scale"
               help="Stop when the validation loss has not improved for this many epochs and is rising (over up "
                    "to 5 epochs), and the lowest-loss epoch's weights are better (see --restore) (0: off with "
                    "--epochs N; with --epochs auto, a fifth of the epochs).")
-@click.option("--restore", type=click.Choice(["significant", "best"]), default="significant", show_default=True,
+@click.option("--restore", type=click.Choice(RESTORE_RULES), default=RESTORE_RULES[0], show_default=True,
               help="Which weights a run with early stopping keeps: significant (the lowest-loss epoch's only when "
                    "they are significantly better on the validation images than the last epoch's, by McNemar's "
                    "test, and it stops early only then; else the last epoch's) or best (the lowest-loss epoch's).")
@@ -97,17 +98,11 @@ def train_command(arch, data, out, input_size, channels, alpha, width, depth, ep
         emit_json(meta)
         return
     final = meta["final"]
-    stop = meta["epochs"]["early_stopping"] or {}
-    kept_epoch = stop.get("kept_epoch", stop.get("best_epoch"))
-    kept = ""
-    if kept_epoch and kept_epoch == stop.get("best_epoch"):
-        kept = f"; kept the weights of epoch {kept_epoch} (smoothed validation loss {stop['best']:.4f})"
-    elif kept_epoch:
-        kept = f"; kept the weights of the last epoch, {kept_epoch}"
+    kept = kept_weights(meta["epochs"]["early_stopping"])
     click.echo(f"trained {arch} on {meta['data']['images']} images in {meta['wall_seconds_this_invocation']} s "
                f"({meta['images_per_second_median'] or 0:.0f} images/s); last epoch's accuracy "
                f"{final.get('accuracy', float('nan')):.4f}, validation "
-               f"{final.get('val_accuracy', float('nan')):.4f}{kept}; wrote {out}/{MODEL}")
+               f"{final.get('val_accuracy', float('nan')):.4f}{f'; {kept}' if kept else ''}; wrote {out}/{MODEL}")
 
 
 @click.command("augment")

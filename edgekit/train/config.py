@@ -8,9 +8,10 @@ from functools import cached_property
 from enum import Enum
 
 from edgekit.data.augment import DEFAULT_AUGMENT
+from edgekit.stopping import RESTORE_RULES
 
 from .averaging import parse_ema
-from .epochs import AUTO, RESTORE_RULES, Auto, as_json
+from .epochs import AUTO, Auto, as_json
 from .mixing import MixConfig
 
 STRATEGIES = ("default", "mirrored", "multiworker")

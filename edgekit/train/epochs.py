@@ -58,6 +58,7 @@ import keras
 import numpy as np
 
 from edgekit.run_record import CHECKPOINTS
+from edgekit.stopping import PER_IMAGE, RESTORE_RULES
 
 from .runstate import atomic_save_weights, best_weights_name
 
@@ -77,7 +78,6 @@ BATCH_SIZES = (128, 64, 32, 16)  # --batch-size auto picks among these (see abov
 MONITOR = "val_loss"
 SMOOTHING = 0.5  # weight of the previous smoothed value
 STRIP = 5  # epochs over which the smoothed loss must have risen before a stop (Prechelt's strip)
-RESTORE_RULES = ("significant", "best")  # --restore: which epoch's weights a run with early stopping keeps
 CHI2_5PCT = 3.841  # chi-square, 1 degree of freedom, 5% level: McNemar's test of the best epoch against the current
 
 
@@ -271,7 +271,7 @@ class BestWeights(keras.callbacks.Callback):
         # The last strip + 1 smoothed losses (a state.json from before "recent" has "smoothed").
         self.recent = [float(v) for v in saved.get("recent", [])] or (
             [float(saved["smoothed"])] if saved.get("smoothed") is not None else [])
-        self.best_correct = _unpack(saved.get("best_correct"))
+        self.best_correct = _unpack(saved.get(PER_IMAGE))
         self.restore = bool(saved.get("restore", self.file is not None))
         self.differ = saved.get("differ")  # [b, c] of mcnemar: best against the latest epoch
         self.last_epoch = saved.get("last_epoch")
@@ -303,8 +303,9 @@ class BestWeights(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def better_than(self, correct: np.ndarray | None) -> bool:
-        """Whether the best epoch's weights are to be kept over the current ones: always under
-        rule "best" or without per-image results, else when significantly better (mcnemar)."""
+        """Whether the best epoch's weights are to be kept over the current ones: when
+        significantly better (mcnemar), or always without per-image results (``correct`` is None
+        under rule "best", see __init__)."""
         if self.best_epoch == self.last_epoch:  # the current weights are the best: nothing to restore
             self.differ = None
             return False
@@ -331,7 +332,7 @@ class BestWeights(keras.callbacks.Callback):
         return {"best": self.best, "best_epoch": self.best_epoch, "file": self.file, "wait": self.wait,
                 "stopped_at": self.stopped_at, "patience": self.patience, "rule": self.rule,
                 "recent": self.recent, "last_epoch": self.last_epoch, "restore": self.restore,
-                "differ": self.differ, "kept_epoch": self.kept_epoch, "best_correct": _pack(self.best_correct)}
+                "differ": self.differ, "kept_epoch": self.kept_epoch, PER_IMAGE: _pack(self.best_correct)}
 
 
 def restore_best(model: keras.Model, run_dir: Path, saved: dict | None) -> int | None:

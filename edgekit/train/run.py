@@ -47,6 +47,7 @@ from edgekit.models import count_model, create_model, get_spec
 from edgekit.run_record import (CHECKPOINTS, CURVE, HISTORY, LR_FIND_JSON, LR_FIND_PNG, MODEL, RECORD, STATE,
                                 TENSORBOARD, RunRecord, is_run, read_record, write_record)
 from edgekit.runtime.spec import PreprocessSpec
+from edgekit.stopping import kept_weights, stopping_record
 
 from . import lr_find, pretrained
 from .averaging import EpochEMA, ema_momentum, ema_record
@@ -381,11 +382,10 @@ def _resumed_model(run_dir: Path, state: dict, train_done: bool) -> keras.Model:
     """The checkpoint's model; once the training phase is over, with its best weights restored."""
     model = load_checkpoint(run_dir, state)
     if train_done and state["phase"] == "train":
-        best_epoch = restore_best(model, run_dir, state.get("early_stopping"))
-        if best_epoch is not None:
-            log(f"restored the weights of epoch {best_epoch} (lowest smoothed validation loss)")
-        elif state.get("early_stopping"):
-            log(f"kept the weights of the last epoch, {state['early_stopping'].get('kept_epoch')}")
+        restore_best(model, run_dir, state.get("early_stopping"))
+        kept = kept_weights(state.get("early_stopping"))
+        if kept:
+            log(kept)
     return model
 
 
@@ -454,21 +454,11 @@ def _end_of_training(model: keras.Model, best: BestWeights, run_dir: Path, work_
                                          if best.differ else ""))
     # A worker resumed after the best epoch finds its weights in the chief's run folder.
     record = best.state()
-    differ = (f"; of the validation images the two disagree on, epoch {best.best_epoch}'s got {best.differ[0]} right, "
-              f"epoch {best.last_epoch}'s {best.differ[1]}" if best.differ else "")
-    if restore_best(model, work_dir if best.file_in(work_dir) else run_dir, record) is not None:
-        log(f"restored the weights of epoch {best.best_epoch} (lowest smoothed validation loss {best.best:.4f}){differ}")
-    elif best.best_epoch is not None and best.best_epoch == best.last_epoch:
-        log(f"kept the weights of the last epoch, {best.last_epoch} (lowest smoothed validation loss {best.best:.4f})")
-    elif best.best_epoch is not None:
-        log(f"kept the weights of the last epoch, {best.last_epoch}: epoch {best.best_epoch}'s (lowest smoothed "
-            f"validation loss {best.best:.4f}) are not significantly better (McNemar's test){differ}")
+    restore_best(model, work_dir if best.file_in(work_dir) else run_dir, record)
+    kept = kept_weights(record)
+    if kept:
+        log(kept)
     return record
-
-
-def stopping_record(state: dict | None) -> dict | None:
-    """Early stopping's state as edgekit.json records it: without the per-image results."""
-    return None if state is None else {k: v for k, v in state.items() if k != "best_correct"}
 
 
 def _enter_phase(model: keras.Model, cfg: TrainConfig, phase: str, steps: int, epoch_steps: int) -> None:
