@@ -21,7 +21,9 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "edgekit"
 
 # Standard-library-only modules at the package root: below every layer, the runtime included.
-BASE = {"edgekit", "edgekit.devices", "edgekit.messages", "edgekit.tempfiles"}
+# edgekit.stopping: early stopping's rule names and record words, shared by train, its CLI and
+# the replay benchmark without importing Keras.
+BASE = {"edgekit", "edgekit.devices", "edgekit.messages", "edgekit.stopping", "edgekit.tempfiles"}
 
 # layer -> the layers it may import (besides itself and BASE). From STYLE.md: models imports
 # nothing of edgekit; the runtime imports nothing above it; data (calibration iterables,
