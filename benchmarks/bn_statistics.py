@@ -27,7 +27,8 @@ sys.path.insert(0, str(REPO))
 IMAGES = 2048
 
 
-def _accuracy(model, batches) -> float:
+def accuracy(model, batches) -> float:
+    """Top-1 accuracy of a Keras model on (images, labels) batches (also benchmarks/tail_average.py)."""
     import numpy as np
 
     correct = total = 0
@@ -63,7 +64,7 @@ def measure(run: Path) -> dict:
     for name, feed in feeds.items():
         recompute_batchnorm(model, (x for x, _ in feed))
         for split, data in splits.items():
-            row[f"{name}_{split}"] = _accuracy(model, EpochData(data, spec, 256).once())
+            row[f"{name}_{split}"] = accuracy(model, EpochData(data, spec, 256).once())
     return row
 
 

@@ -22,18 +22,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from bn_statistics import IMAGES, accuracy  # noqa: E402 (after the path insert; precise BN's image count)
+
 WINDOWS = (1, 3, 5, 10, 15, 20, 25, 30)
-IMAGES = 2048
-
-
-def _accuracy(model, batches) -> float:
-    import numpy as np
-
-    correct = total = 0
-    for x, y in batches:
-        correct += int((np.asarray(model(x, training=False)).argmax(1) == np.asarray(y)).sum())
-        total += len(y)
-    return correct / total
 
 
 def measure(run: Path):
@@ -75,8 +67,8 @@ def measure(run: Path):
         for i, w in enumerate(model.weights):
             w.assign(np.mean([weights[e][i] for e in epochs], axis=0))
         recompute_batchnorm(model, calibration())
-        yield {"run": run.name, "k": k, "from": epochs[0], "to": epochs[-1], "val": _accuracy(model, val),
-               "test": _accuracy(model, test)}
+        yield {"run": run.name, "k": k, "from": epochs[0], "to": epochs[-1], "val": accuracy(model, val),
+               "test": accuracy(model, test)}
 
 
 def table(rows: list[dict]) -> str:
